@@ -1,0 +1,143 @@
+"""Build and serve the assistant: Settings → store → model/engine → HTTP API + Gradio UI on one port.
+
+Run `make run` (or `python -m assistant serve`); http://127.0.0.1:7860 serves the UI, /v1/* the
+OpenAI-compatible API, /admin/* the admin API, /health the status.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from assistant.context import AppContext
+from assistant.settings import Settings
+
+log = logging.getLogger("assistant")
+
+
+def check_data_dir(path: Path) -> None:
+    """Fail early, with what to do, when the data dir can't be written (read-only, full disk)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"x" * 4096)
+        probe.unlink()
+    except OSError as exc:
+        raise SystemExit(
+            f"error: the data directory {path} is not writable ({exc.strerror or exc}). "
+            "Free some disk space, fix its permissions, or point ASSISTANT_DATA_DIR elsewhere."
+        ) from None
+
+
+def load_admin_token(settings: Settings) -> tuple[str, bool]:
+    """The admin API token: from the environment, else from data/admin-token (created 0600 once)."""
+    if settings.admin_token:
+        return settings.admin_token, False
+    path = settings.admin_token_path
+    if path.is_file():
+        return path.read_text().strip(), False
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token, True
+
+
+def build_context(settings: Settings, *, load_engine: bool = True) -> AppContext:
+    from assistant.engine import Engine
+    from assistant.model import load_model, load_tokenizer, prepare_model_dir
+    from feedback.store import Store
+    from feedback.users import ensure_admin
+
+    check_data_dir(settings.data_dir)
+    store = Store(settings.db_path)
+    password = ensure_admin(store, settings.admin_password)
+    if password and not settings.admin_password:
+        print(f"Created user 'admin' with password: {password}  (shown once; change it in the Account tab)",
+              flush=True)
+    token, created = load_admin_token(settings)
+    if created:
+        print(f"Admin API token (saved in {settings.admin_token_path}): {token}", flush=True)
+    model_dir, model_id = prepare_model_dir(settings.model_path, settings.data_dir)
+    engine = None
+    if load_engine:
+        engine = Engine(
+            load_model(model_dir, settings.dtype),
+            load_tokenizer(model_dir),
+            model_id=model_id,
+            context_window=settings.context_window,
+            max_tokens_limit=settings.max_tokens_limit,
+            default_max_tokens=settings.default_max_tokens,
+            max_batch_size=settings.max_batch_size,
+            queue_size=settings.queue_size,
+            threads=settings.threads,
+        ).start()
+    ctx = AppContext(settings=settings, engine=engine, store=store, model_dir=model_dir, model_id=model_id,
+                     admin_token=token)
+    attach_extensions(ctx)
+    return ctx
+
+
+def attach_extensions(ctx: AppContext) -> None:
+    """Parts that plug into the running app (training jobs, versions, routing) attach here."""
+    from assistant.extensions import attach_all
+
+    attach_all(ctx)
+
+
+def build_app(ctx: AppContext) -> Any:
+    import gradio as gr
+    from fastapi import FastAPI
+
+    from assistant.api import build_router, install_body_limit, install_error_handlers
+    from assistant.ui.app import build_ui
+
+    app = FastAPI(title="Assistant API", version="1")
+    install_error_handlers(app)
+    install_body_limit(app, ctx.settings.max_body_bytes)
+    app.include_router(build_router(ctx))
+    for router in ctx.extras.get("routers", []):
+        app.include_router(router)
+    demo = build_ui(ctx)
+    demo.queue(default_concurrency_limit=16, max_size=ctx.settings.queue_size * 2)
+    # Routes first, then Gradio at "/": a route added after mounting at "/" is shadowed.
+    return gr.mount_gradio_app(app, demo, path="/", show_error=True,
+                               blocked_paths=[str(ctx.settings.data_dir.resolve())])
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    started = time.monotonic()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx = build_context(settings)
+    app = build_app(ctx)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+
+    original_startup = server.startup
+
+    async def startup(sockets: Any = None) -> None:
+        await original_startup(sockets)
+        print(f"Ready in {time.monotonic() - started:.1f} s: http://{settings.host}:{settings.port} "
+              f"(model {ctx.model_id})", flush=True)
+
+    server.startup = startup  # type: ignore[method-assign]
+    try:
+        server.run()
+    finally:
+        if ctx.engine is not None:
+            ctx.engine.stop()
+        ctx.store.close()
+
+
+if __name__ == "__main__":
+    from assistant.cli import main
+
+    sys.exit(main(["serve", *sys.argv[1:]]))

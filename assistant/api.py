@@ -1,0 +1,308 @@
+"""HTTP API on the same port as the UI: OpenAI-compatible chat, feedback, health, admin routes.
+
+Errors use OpenAI's shape `{"error": {"message", "type", "param", "code"}}` so the official client
+raises its own typed exceptions (BadRequestError, RateLimitError, ...). Admin routes need
+`Authorization: Bearer <admin token>` (compared in constant time).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from .chat import Turn, start_turn
+from .context import AppContext
+from .engine import BASE, SamplingParams
+from .errors import AssistantError, InvalidRequestError, RateLimitedError
+from .limits import RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------- request schemas
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str | list[dict[str, Any]] = Field(..., description="text, or a list of text parts")
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str = "live"
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=1000)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    stream: bool = False
+    n: int | None = Field(None, ge=1)
+    seed: int | None = None
+    user: str | None = Field(None, max_length=128)
+
+
+class FeedbackRequest(BaseModel):
+    message_id: str = Field(..., max_length=64)
+    rating: Literal["up", "down"] | None = None
+    stars: int | None = Field(None, ge=1, le=5)
+    tags: list[str] = Field(default_factory=list, max_length=10)
+    comment: str | None = Field(None, max_length=4000)
+    correction: str | None = Field(None, max_length=16000)
+    user: str | None = Field(None, max_length=128)
+
+
+class CompareRequest(BaseModel):
+    message_ids: list[str] = Field(..., min_length=2, max_length=2)
+    winner: Literal["a", "b", "tie", "both_bad"]
+    user: str | None = Field(None, max_length=128)
+
+
+# ---------------------------------------------------------------------------- helpers
+def openai_error(status: int, message: str, code: str, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> JSONResponse:
+    kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def client_key(request: Request, user: str | None) -> str:
+    host = request.client.host if request.client else "unknown"
+    return f"user:{user}" if user else f"ip:{host}"
+
+
+def rater_id(request: Request, user: str | None) -> str:
+    """Every rating has a rater: the named user, else the caller's address."""
+    if user:
+        return user
+    host = request.client.host if request.client else "unknown"
+    return f"anon:{host}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AssistantError)
+    async def _assistant_error(request: Request, exc: AssistantError) -> JSONResponse:
+        headers = None
+        if isinstance(exc, RateLimitedError):
+            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        return openai_error(exc.status, str(exc), exc.code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg', 'invalid value')}" if where else str(first.get("msg"))
+        status = 400 if request.url.path.startswith("/v1/chat") else 422
+        return openai_error(status, message, "invalid_request_error", param=where or None)
+
+
+def install_body_limit(app: FastAPI, max_bytes: int) -> None:
+    """Refuse oversized bodies before anything parses them."""
+
+    @app.middleware("http")
+    async def _limit(request: Request, call_next: Any) -> Any:
+        if request.method in ("POST", "PUT", "PATCH") and not request.url.path.startswith("/gradio_api"):
+            declared = request.headers.get("content-length")
+            if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+                return openai_error(413, f"request body over {max_bytes} bytes", "body_too_large")
+        return await call_next(request)
+
+
+# ---------------------------------------------------------------------------- routes
+def build_router(ctx: AppContext) -> APIRouter:
+    router = APIRouter()
+    settings = ctx.settings
+    chat_limiter = RateLimiter(settings.chat_rate_per_minute)
+    feedback_limiter = RateLimiter(settings.feedback_rate_per_minute)
+
+    def require_admin(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token or not ctx.admin_token or not hmac.compare_digest(
+            token.encode(), ctx.admin_token.encode()
+        ):
+            raise _Unauthorized()
+        return "admin"
+
+    @router.get("/health")
+    def health() -> dict[str, Any]:
+        engine = ctx.engine
+        return {
+            "status": "ready" if engine is not None and engine.running else "loading",
+            "model": ctx.model_id,
+            "live_version": engine.live_version if engine is not None else None,
+            **({"engine": engine.stats()} if engine is not None else {}),
+        }
+
+    @router.get("/v1/models")
+    def models() -> dict[str, Any]:
+        created = int(time.time())
+        data = [{"id": "live", "object": "model", "created": created, "owned_by": "assistant",
+                 "version": ctx.engine.live_version}]
+        data.append({"id": ctx.model_id, "object": "model", "created": created, "owned_by": "assistant",
+                     "version": BASE})
+        for version in sorted(ctx.engine.loaded_versions):
+            data.append({"id": version, "object": "model", "created": created, "owned_by": "assistant",
+                         "version": version})
+        return {"object": "list", "data": data}
+
+    @router.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+        if body.n is not None and body.n > 1:
+            raise InvalidRequestError("n > 1 is not supported; send separate requests")
+        chat_limiter.check(client_key(request, body.user), "chat requests")
+        version = resolve_model_name(ctx, body.model)
+        stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        params = SamplingParams(
+            max_tokens=ctx.engine.clamp_max_tokens(body.max_completion_tokens or body.max_tokens),
+            temperature=0.7 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            stop=tuple(stop),
+            seed=body.seed,
+        )
+        messages = [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in body.messages
+        ]
+        turn = start_turn(ctx, messages, params, owner=rater_id(request, body.user), source="api",
+                          version=version)
+        if body.stream:
+            return StreamingResponse(_sse(turn, ctx), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return await _complete(turn, ctx)
+
+    @router.post("/v1/feedback")
+    def feedback(body: FeedbackRequest, request: Request) -> dict[str, Any]:
+        rater = rater_id(request, body.user)
+        feedback_limiter.check(client_key(request, body.user), "ratings")
+        rating_id = ctx.store.add_rating(
+            message_id=body.message_id, rater=rater, rating=body.rating, stars=body.stars,
+            tags=tuple(body.tags), comment=body.comment, correction=body.correction,
+        )
+        return {"id": rating_id, "message_id": body.message_id, "rater": rater, "saved": True}
+
+    @router.post("/v1/feedback/compare")
+    def compare(body: CompareRequest, request: Request) -> dict[str, Any]:
+        rater = rater_id(request, body.user)
+        feedback_limiter.check(client_key(request, body.user), "ratings")
+        comparison_id = ctx.store.add_comparison(
+            message_a=body.message_ids[0], message_b=body.message_ids[1], winner=body.winner, rater=rater
+        )
+        return {"id": comparison_id, "saved": True}
+
+    @router.get("/admin/feedback")
+    def admin_feedback(
+        _: str = Depends(require_admin),
+        rater: str | None = None,
+        tag: str | None = None,
+        rating: Literal["up", "down"] | None = None,
+        version: str | None = None,
+        since: str | None = None,
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0),
+    ) -> dict[str, Any]:
+        rows = ctx.store.list_feedback(rater=rater, tag=tag, rating=rating, adapter_version=version,
+                                       since=since, limit=limit, offset=offset)
+        return {"data": rows, "limit": limit, "offset": offset, "counts": ctx.store.feedback_counts()}
+
+    ctx.extras["require_admin"] = require_admin
+    return router
+
+
+class _Unauthorized(AssistantError):
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self) -> None:
+        super().__init__("admin token required: send 'Authorization: Bearer <token>' (see data/admin-token)")
+
+
+def resolve_model_name(ctx: AppContext, name: str | None) -> str | None:
+    """`live` (or the base model's id) → routing decides; a version id pins that version."""
+    if name in (None, "", "live"):
+        return None
+    if name in (ctx.model_id, BASE):
+        return BASE
+    if name in ctx.engine.loaded_versions:
+        return name
+    raise _ModelNotFound(name)
+
+
+class _ModelNotFound(AssistantError):
+    status = 404
+    code = "model_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model {name!r} does not exist; GET /v1/models lists what can be addressed")
+
+
+def _completion_body(turn: Turn, ctx: AppContext) -> dict[str, Any]:
+    result = turn.handle.result
+    return {
+        "id": turn.message_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": turn.version if turn.version != BASE else ctx.model_id,
+        "system_fingerprint": turn.version,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": result.text},
+            "finish_reason": "stop" if result.finish_reason in ("stop", None) else result.finish_reason,
+        }],
+        "usage": {
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "total_tokens": result.prompt_tokens + result.completion_tokens,
+        },
+        "conversation_id": turn.conversation_id,
+    }
+
+
+async def _complete(turn: Turn, ctx: AppContext) -> dict[str, Any]:
+    try:
+        async for _ in turn.handle.astream(ctx.settings.request_timeout_s):
+            pass
+    finally:
+        await _finish(turn)
+    return _completion_body(turn, ctx)
+
+
+async def _finish(turn: Turn) -> None:
+    """Cancel if still running (client gone), then store the answer off the event loop."""
+    import anyio
+
+    if not turn.handle.done.is_set():
+        turn.handle.cancel()
+        await anyio.to_thread.run_sync(turn.handle.done.wait, 30)
+    await anyio.to_thread.run_sync(turn.store)
+
+
+async def _sse(turn: Turn, ctx: AppContext) -> AsyncIterator[str]:
+    created = int(time.time())
+    model = turn.version if turn.version != BASE else ctx.model_id
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        body = {"id": turn.message_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "system_fingerprint": turn.version,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return f"data: {json.dumps(body)}\n\n"
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        try:
+            async for delta in turn.handle.astream(ctx.settings.request_timeout_s):
+                yield chunk({"content": delta})
+        except AssistantError as exc:  # headers are gone: report in-band, as OpenAI does
+            yield f"data: {json.dumps({'error': {'message': str(exc), 'code': exc.code}})}\n\n"
+        reason = turn.handle.result.finish_reason
+        yield chunk({}, "stop" if reason in ("stop", None) else reason)
+        yield "data: [DONE]\n\n"
+    finally:
+        await _finish(turn)

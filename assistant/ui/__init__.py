@@ -1,0 +1,1 @@
+"""Gradio UI: the chat tab for everyone, admin tabs for admins. See app.py for mounting."""

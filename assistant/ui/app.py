@@ -1,0 +1,64 @@
+"""The Blocks: chat for everyone; admin tabs hidden unless the session is an admin's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from ..context import AppContext
+from .chat import build_chat_tab
+from .session import is_admin, new_session, session_from_request, sign_in, sign_out
+
+# Admin tab builders: (title, builder(ctx, session_state)). Later parts register theirs here.
+AdminTab = tuple[str, Callable[[AppContext, gr.State], None]]
+
+
+def admin_tabs() -> list[AdminTab]:
+    from .admin import ADMIN_TABS
+
+    return list(ADMIN_TABS)
+
+
+def build_ui(ctx: AppContext) -> gr.Blocks:
+    with gr.Blocks(title="Assistant", analytics_enabled=False) as demo:
+        session_state = gr.State(new_session())
+        with gr.Row():
+            gr.Markdown(f"### Assistant · `{ctx.model_id}`")
+            signed = gr.Markdown("Not signed in.", elem_id="signed-in")
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                build_chat_tab(ctx, session_state)
+            tabs = []
+            for title, builder in admin_tabs():
+                with gr.Tab(title, visible=False, id=title.lower()) as tab:
+                    builder(ctx, session_state)
+                tabs.append(tab)
+            with gr.Tab("Account", id="account"):
+                name = gr.Textbox(label="User name", elem_id="login-name")
+                password = gr.Textbox(label="Password", type="password", elem_id="login-password")
+                with gr.Row():
+                    login = gr.Button("Sign in", variant="primary", elem_id="login")
+                    logout = gr.Button("Sign out", elem_id="logout")
+
+        def show_tabs(session: dict[str, Any]) -> list[Any]:
+            return [gr.update(visible=is_admin(session)) for _ in tabs]
+
+        def do_sign_in(session: dict, n: str, p: str) -> list[Any]:
+            session, message = sign_in(ctx, session, n, p)
+            return [session, message, *show_tabs(session)]
+
+        def do_sign_out(session: dict) -> list[Any]:
+            session, message = sign_out(session)
+            return [session, message, *show_tabs(session)]
+
+        def on_load(request: gr.Request) -> list[Any]:
+            session = session_from_request(ctx, request)
+            who = f"Signed in as **{session['user']}**." if session["user"] else "Not signed in."
+            return [session, who, *show_tabs(session)]
+
+        login.click(do_sign_in, [session_state, name, password], [session_state, signed, *tabs])
+        logout.click(do_sign_out, [session_state], [session_state, signed, *tabs])
+        demo.load(on_load, None, [session_state, signed, *tabs])
+    return demo

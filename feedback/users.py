@@ -1,0 +1,113 @@
+"""User accounts: argon2id password hashes in the ``users`` table.
+
+Hashing happens on the caller's thread (it is deliberately slow); only the
+INSERT/UPDATE goes through the Store's single writer.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import sqlite_utils
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from feedback.store import Store, ValidationError, utc_now
+
+USER_ROLES = ("user", "admin")
+MIN_PASSWORD_CHARS = 8
+# argon2 accepts any length; the cap only stops multi-megabyte "passwords".
+MAX_PASSWORD_CHARS = 1024
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+_hasher = PasswordHasher()
+# Verified against when the user doesn't exist, so a miss costs as much
+# time as a wrong password and names can't be probed by timing.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def _check_password(password: object) -> str:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
+        raise ValidationError(f"password must be at least {MIN_PASSWORD_CHARS} characters")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise ValidationError(f"password must be at most {MAX_PASSWORD_CHARS} characters")
+    return password
+
+
+def create_user(store: Store, name: str, password: str, role: str = "user") -> int:
+    """Create a user and return its id; a taken name raises ValidationError."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValidationError("name must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'")
+    if role not in USER_ROLES:
+        raise ValidationError(f"role must be one of {USER_ROLES}, got {role!r}")
+    password_hash = _hasher.hash(_check_password(password))
+
+    def fn(db: sqlite_utils.Database) -> int:
+        if db.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone():
+            raise ValidationError(f"user {name!r} already exists")
+        cursor = db.execute(
+            "INSERT INTO users (name, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
+            [name, password_hash, role, utc_now()],
+        )
+        return int(cursor.lastrowid or 0)
+
+    return store.write(fn)
+
+
+def verify_user(store: Store, name: str, password: str) -> dict[str, str] | None:
+    """{"name", "role"} if the password is right, else None (same cost either way)."""
+    if not isinstance(password, str):
+        password = ""  # still verified below, so a bad call costs the same
+    rows = store.query("SELECT name, role, password_hash FROM users WHERE name = ?", [name])
+    user = rows[0] if rows else None
+    stored = user["password_hash"] if user and user["password_hash"] else _DUMMY_HASH
+    try:
+        _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None or stored is _DUMMY_HASH:
+        return None
+    if _hasher.check_needs_rehash(stored):
+        # Hash parameters were raised since this one was made: upgrade it now
+        # that we have the plaintext.
+        new_hash = _hasher.hash(password)
+        store.write(
+            lambda db: db.execute("UPDATE users SET password_hash = ? WHERE name = ?", [new_hash, name])
+        )
+    return {"name": user["name"], "role": user["role"]}
+
+
+def get_role(store: Store, name: str) -> str | None:
+    rows = store.query("SELECT role FROM users WHERE name = ?", [name])
+    return rows[0]["role"] if rows else None
+
+
+def ensure_admin(store: Store, password: str | None) -> str | None:
+    """Create user 'admin' if no admin exists; return the password set, else None.
+
+    The caller prints the returned password once. With ``password=None`` a
+    random one is generated. If a non-admin account is already called
+    'admin', it is promoted and its password reset, so only the returned
+    password opens it.
+    """
+    new_password = _check_password(password) if password is not None else secrets.token_urlsafe(12)
+    # Cheap check first so a normal start doesn't pay for hashing.
+    if store.query("SELECT 1 FROM users WHERE role = 'admin' LIMIT 1"):
+        return None
+    password_hash = _hasher.hash(new_password)
+
+    def fn(db: sqlite_utils.Database) -> bool:
+        # Re-checked inside the write: another process may have just done it.
+        if db.execute("SELECT 1 FROM users WHERE role = 'admin' LIMIT 1").fetchone():
+            return False
+        db.execute(
+            """
+            INSERT INTO users (name, password_hash, role, created_at) VALUES ('admin', ?, 'admin', ?)
+            ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, role = 'admin'
+            """,
+            [password_hash, utc_now()],
+        )
+        return True
+
+    return new_password if store.write(fn) else None
