@@ -95,6 +95,19 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
         return openai_error(exc.status, str(exc), exc.code, headers=headers)
 
+    # The store's own checks (unknown message, tag, ...) are the caller's mistakes, not server errors.
+    from feedback.store import NotFoundError as StoreNotFound
+    from feedback.store import ValidationError as StoreInvalid
+
+    @app.exception_handler(StoreNotFound)
+    async def _store_not_found(request: Request, exc: StoreNotFound) -> JSONResponse:
+        return openai_error(404, str(exc), "not_found")
+
+    @app.exception_handler(StoreInvalid)
+    async def _store_invalid(request: Request, exc: StoreInvalid) -> JSONResponse:
+        status = 400 if request.url.path.startswith("/v1/chat") else 422
+        return openai_error(status, str(exc), "invalid_value")
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
@@ -105,15 +118,55 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def install_body_limit(app: FastAPI, max_bytes: int) -> None:
-    """Refuse oversized bodies before anything parses them."""
+    """Refuse oversized bodies before anything parses them: declared (Content-Length) or streamed (chunked)."""
+    app.add_middleware(_BodyLimit, max_bytes=max_bytes)
 
-    @app.middleware("http")
-    async def _limit(request: Request, call_next: Any) -> Any:
-        if request.method in ("POST", "PUT", "PATCH") and not request.url.path.startswith("/gradio_api"):
-            declared = request.headers.get("content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
-                return openai_error(413, f"request body over {max_bytes} bytes", "body_too_large")
-        return await call_next(request)
+
+class _BodyLimit:
+    """Pure ASGI, so a chunked upload is counted as it arrives (a Content-Length check alone misses it)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("POST", "PUT", "PATCH")
+            or scope["path"].startswith("/gradio_api")
+        ):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        # No length given: read up to the limit before the app sees a byte, then replay what was read.
+        buffered: list[Any] = []
+        size = 0
+        while True:
+            message = await receive()
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Any:
+            return buffered.pop(0) if buffered else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
+        response = openai_error(413, f"request body over {self.max_bytes} bytes", "body_too_large")
+        await response(scope, receive, send)
 
 
 # ---------------------------------------------------------------------------- routes
@@ -301,6 +354,7 @@ async def _sse(turn: Turn, ctx: AppContext) -> AsyncIterator[str]:
                 yield chunk({"content": delta})
         except AssistantError as exc:  # headers are gone: report in-band, as OpenAI does
             yield f"data: {json.dumps({'error': {'message': str(exc), 'code': exc.code}})}\n\n"
+        await _finish(turn)  # stored before the last chunk: a rating sent right after [DONE] finds it
         reason = turn.handle.result.finish_reason
         yield chunk({}, "stop" if reason in ("stop", None) else reason)
         yield "data: [DONE]\n\n"

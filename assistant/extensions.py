@@ -15,3 +15,4 @@ log = logging.getLogger(__name__)
 
 def attach_all(ctx: AppContext) -> None:
     ctx.extras.setdefault("routers", [])
+    __import__("assistant.versions_api", fromlist=["attach_versions"]).attach_versions(ctx)

@@ -219,3 +219,95 @@ def m001_initial(db: sqlite_utils.Database) -> None:
 
 
 # Next: @migration def m002_training_jobs(db) -> None: ...
+
+
+@migration
+def m002_training_jobs(db: sqlite_utils.Database) -> None:
+    # Written by training/jobs.py: the server process (start/cancel/reap) and the job subprocess (its own
+    # status, heartbeat and progress rows), each with its own connection and BEGIN IMMEDIATE.
+    _run(
+        db,
+        """
+        CREATE TABLE training_jobs (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL CHECK (status IN
+                ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'not_enough_data')),
+            phase TEXT,                     -- prepare | sft | dpo | kto | save
+            step INTEGER,                   -- counted across all stages of the job
+            total_steps INTEGER,
+            loss REAL,
+            version TEXT,                   -- the adapter version it published
+            error TEXT,
+            pid INTEGER,
+            heartbeat_at TEXT,
+            created_at TEXT,
+            started_at TEXT,
+            finished_at TEXT,
+            config_json TEXT,
+            data_json TEXT                  -- datasets dir, parent version, counts, result
+        )
+        """,
+        "CREATE INDEX idx_training_jobs_status ON training_jobs (status)",
+        "CREATE INDEX idx_training_jobs_created_at ON training_jobs (created_at)",
+        """
+        CREATE TABLE job_progress (
+            id INTEGER PRIMARY KEY,
+            job_id TEXT NOT NULL REFERENCES training_jobs (id),
+            phase TEXT,
+            step INTEGER,
+            total_steps INTEGER,
+            loss REAL,
+            reward_accuracy REAL,
+            reward_margin REAL,
+            tokens_per_s REAL,
+            eta_s REAL,
+            created_at TEXT
+        )
+        """,
+        "CREATE INDEX idx_job_progress_job_id ON job_progress (job_id, id)",
+    )
+
+
+@migration
+def m003_adapter_versions(db: sqlite_utils.Database) -> None:
+    # Written by training/registry.py. A version row is immutable apart from its gate report and status;
+    # `aliases` holds what serves now (live: NULL = the base model; canary: NULL = none), and every alias
+    # change is also appended to `alias_history`.
+    _run(
+        db,
+        """
+        CREATE TABLE versions (
+            id TEXT PRIMARY KEY,            -- 'v0003': the directory adapters/<id>/
+            parent TEXT,                    -- the version it was trained from (NULL: the base)
+            path TEXT NOT NULL,
+            base_model_id TEXT,
+            base_hash TEXT,
+            dataset_hash TEXT,
+            manifest_json TEXT,
+            gate_json TEXT,                 -- the promotion gate's report
+            gate_passed INTEGER,            -- NULL until evaluated
+            status TEXT NOT NULL CHECK (status IN ('candidate', 'canary', 'live', 'retired', 'rejected')),
+            created_at TEXT
+        )
+        """,
+        "CREATE INDEX idx_versions_parent ON versions (parent)",
+        """
+        CREATE TABLE aliases (
+            name TEXT PRIMARY KEY CHECK (name IN ('live', 'canary')),
+            version TEXT,
+            share REAL,                     -- canary: share of new conversations
+            updated_at TEXT,
+            updated_by TEXT
+        )
+        """,
+        """
+        CREATE TABLE alias_history (
+            id INTEGER PRIMARY KEY,
+            name TEXT,
+            version TEXT,
+            share REAL,
+            at TEXT,
+            by TEXT
+        )
+        """,
+    )

@@ -39,3 +39,21 @@ def tiny_engine(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     engine = make_engine(tiny_model_dir, threads=1)
     yield engine
     engine.stop()
+
+
+# A real server subprocess with the tiny model, shared by the API and UI tests. Rate limits are raised:
+# the tests send hundreds of chats and thousands of ratings from one address (127.0.0.1).
+TINY_SERVER_ENV = {
+    "ASSISTANT_FEEDBACK_RATE_PER_MINUTE": "1000000",
+    "ASSISTANT_CHAT_RATE_PER_MINUTE": "100000",
+    "ASSISTANT_THREADS": "1",
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from tests.server import running_server
+
+    data_dir = tmp_path_factory.mktemp("tiny-server") / "data"
+    with running_server(data_dir, model_path=tiny_model_dir, env=TINY_SERVER_ENV) as server:
+        yield server

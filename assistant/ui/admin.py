@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..context import AppContext
 from .chat import TAG_CHOICES
+from .models_tab import build_models_tab
 from .session import require_admin
 
 FEEDBACK_COLUMNS = ["created_at", "rater", "rating", "stars", "tags", "comment", "adapter_version", "content"]
@@ -60,4 +61,4 @@ def build_feedback_tab(ctx: AppContext, session_state: gr.State) -> None:
     )
 
 
-ADMIN_TABS: list[tuple[str, Any]] = [("Feedback", build_feedback_tab)]
+ADMIN_TABS: list[tuple[str, Any]] = [("Feedback", build_feedback_tab), ("Models", build_models_tab)]

@@ -1,0 +1,635 @@
+"""Feedback events -> clean, mapped training items (SFT / DPO / KTO) and a held-out split.
+
+    from feedback.curate import CurationConfig, curate
+    result = curate(store.events(), CurationConfig(trusted_raters={"admin"}))
+
+Input is plain dicts (``{"messages", "ratings", "comparisons"}``, as
+``Store.events()`` returns them); only a rater's newest rating of a message
+counts. The mapping (DESIGN.md, "Feedback -> training data"):
+
+- correction            -> SFT (prompt -> correction) and DPO (correction > original)
+- A/B winner, or a regenerated sibling the same rater liked more -> DPO
+- A/B both_bad          -> KTO undesirable for both; tie -> nothing
+- thumbs / stars (4-5 good, 1-2 bad, 3 ignored) -> KTO; a trusted rater's thumbs-up also -> SFT
+
+Then the filters of ``feedback.filters`` run in order (trust, safety,
+contradictions, PII, length, duplicates, per-rater cap). Items tagged
+hallucination/unsafe, backed only by low-trust raters, or every item when
+``require_review`` is set, wait in ``needs_review`` for a human
+(``feedback.review``). The result is a pure function of the events and the
+config: ``dataset_hash`` does not depend on event order.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from feedback.filters import (
+    KINDS,
+    ContradictionFilter,
+    Dropped,
+    ExactDuplicateFilter,
+    Filter,
+    Item,
+    LengthFilter,
+    Message,
+    NearDuplicateFilter,
+    PIIScrubFilter,
+    RaterCapFilter,
+    RaterTrustFilter,
+    SafetyFilter,
+    TokenCounter,
+    approx_token_count,
+    canonical_json,
+    drop,
+    item_kind,
+    low_trust_raters,
+    make_item,
+    minilm_embedder,
+    normalize_text,
+    rater_agreement,
+    sha256_hex,
+    split_key,
+    split_of,
+    trl_row,
+)
+
+LOW_TRUST_MODES = ("review", "drop", "keep")
+REVIEW_TAGS = frozenset({"hallucination", "unsafe"})
+
+
+@dataclass
+class CurationConfig:
+    """How strict curation is. Validated on creation; errors say what to change."""
+
+    heldout_fraction: float = 0.1
+    rater_cap: float = 0.2
+    max_tokens: int = 1024
+    trusted_raters: Collection[str] = frozenset()
+    min_trust: float = 0.5
+    min_overlap: int = 5
+    low_trust: str = "review"  # review: held for a human; drop; keep (treat as trusted)
+    require_review: bool = False
+    review_tags: Collection[str] = REVIEW_TAGS
+    near_duplicate_threshold: float = 0.9
+    # Off by default: float embeddings can differ across machines, and the
+    # dataset hash must not.
+    use_embeddings: bool = False
+    extra_filters: Sequence[Filter] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("trusted_raters", "review_tags"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise ValueError(
+                    f"{name} must be a collection of names, not the string {value!r}; use {{{value!r}}}"
+                )
+            setattr(self, name, frozenset(value))
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ValueError(
+                f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}; 0.1 keeps 10 % aside"
+            )
+        if not 0.0 < self.rater_cap <= 1.0:
+            raise ValueError(f"rater_cap must be in (0, 1], got {self.rater_cap}; 1.0 disables the cap")
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+        if not 0.0 <= self.min_trust <= 1.0:
+            raise ValueError(f"min_trust must be in [0, 1], got {self.min_trust}; 0 disables trust checks")
+        if not isinstance(self.min_overlap, int) or self.min_overlap < 1:
+            raise ValueError(f"min_overlap must be a positive integer, got {self.min_overlap!r}")
+        if self.low_trust not in LOW_TRUST_MODES:
+            raise ValueError(f"low_trust must be one of {LOW_TRUST_MODES}, got {self.low_trust!r}")
+        if not 0.0 < self.near_duplicate_threshold <= 1.0:
+            raise ValueError(
+                f"near_duplicate_threshold must be in (0, 1], got {self.near_duplicate_threshold}"
+            )
+        self.extra_filters = tuple(self.extra_filters)
+        for f in self.extra_filters:
+            if not isinstance(getattr(f, "name", None), str) or not callable(f):
+                raise ValueError(
+                    f"extra filter {f!r} needs a str `name` and a call (items) -> (kept, dropped)"
+                )
+
+
+@dataclass
+class CurationResult:
+    """Train items per kind, held-out items, what was dropped and why, what waits for review."""
+
+    sft: list[Item]
+    dpo: list[Item]
+    kto: list[Item]
+    heldout: dict[str, list[Item]]
+    dropped: list[Dropped]
+    needs_review: list[Item]
+    report: dict[str, Any]
+    dataset_hash: str
+    filters: list[str] = field(default_factory=list)
+    heldout_fraction: float = 0.1
+
+    def train(self, kind: str) -> list[Item]:
+        return {"sft": self.sft, "dpo": self.dpo, "kto": self.kto}[kind]
+
+    def items(self) -> list[Item]:
+        """Every item that trains or evaluates (train + held-out)."""
+        return [it for k in KINDS for it in (*self.train(k), *self.heldout[k])]
+
+
+def default_filters(
+    config: CurationConfig, low_trust: set[str], token_count: TokenCounter | None = None
+) -> list[Filter]:
+    """The standard pipeline, in order; ``config.extra_filters`` run after it."""
+    return [
+        # Trust first, so contradictions can discount low-trust votes.
+        RaterTrustFilter(low_trust=low_trust, mode=config.low_trust),
+        # Safety before contradictions: an unsafe answer's down-votes must
+        # survive even when up-votes outnumber them.
+        SafetyFilter(),
+        ContradictionFilter(),
+        PIIScrubFilter(),
+        LengthFilter(max_tokens=config.max_tokens, token_count=token_count or approx_token_count),
+        ExactDuplicateFilter(),
+        NearDuplicateFilter(
+            threshold=config.near_duplicate_threshold,
+            embed=minilm_embedder() if config.use_embeddings else None,
+        ),
+        # Last: the cap is about the final make-up of each dataset.
+        RaterCapFilter(cap=config.rater_cap, heldout_fraction=config.heldout_fraction),
+    ]
+
+
+def curate(
+    events: Mapping[str, Sequence[Mapping[str, Any]]],
+    config: CurationConfig | None = None,
+    token_count: TokenCounter | None = None,
+) -> CurationResult:
+    """Map feedback events to curated TRL items; see the module docstring."""
+    config = config or CurationConfig()
+    log = _EventLog(events)
+    trust = rater_agreement(log.votes())
+    low_trust = low_trust_raters(
+        trust, min_overlap=config.min_overlap, min_trust=config.min_trust, trusted=config.trusted_raters
+    )
+    candidates, dropped = _map_events(log, config)
+    # Canonical order, so every filter sees the same list whatever the event order.
+    items = sorted(candidates, key=lambda it: (it["id"], canonical_json(it["meta"])))
+    filters = [*default_filters(config, low_trust, token_count), *config.extra_filters]
+    for f in filters:
+        items, out = f(items)
+        dropped += out
+    train: list[Item] = []
+    waiting: list[Item] = []
+    for item in _unique_ids(items, dropped):
+        reasons = review_reasons(item, config)
+        meta = {**item["meta"], "review": reasons, "split": split_of(item, config.heldout_fraction)}
+        (waiting if reasons else train).append({**item, "meta": meta})
+    context = {
+        "events": log.counts,
+        "candidates": len(candidates),
+        "raters": {
+            r: {**s, "low_trust": r in low_trust, "trusted": r in config.trusted_raters}
+            for r, s in sorted(trust.items())
+        },
+    }
+    return assemble(
+        train,
+        waiting,
+        dropped,
+        filter_names=[f.name for f in filters],
+        context=context,
+        heldout_fraction=config.heldout_fraction,
+    )
+
+
+def review_reasons(item: Item, config: CurationConfig) -> list[str]:
+    """Why a human must look at this item first; empty when it may train unreviewed."""
+    meta = item["meta"]
+    reasons = set(meta.get("review", []))
+    tags = set(meta.get("positive_tags", [])) | set(meta.get("negative_tags", []))
+    reasons |= {f"tagged {tag}" for tag in tags & set(config.review_tags)}
+    if config.require_review:
+        reasons.add("review required for every item")
+    return sorted(reasons)
+
+
+def assemble(
+    items: Sequence[Item],
+    needs_review: Sequence[Item],
+    dropped: Sequence[Dropped],
+    *,
+    filter_names: Sequence[str],
+    context: Mapping[str, Any] | None = None,
+    heldout_fraction: float = 0.1,
+) -> CurationResult:
+    """Sort items into kinds and sides (``meta["split"]``), then count and hash them."""
+    train: dict[str, list[Item]] = {k: [] for k in KINDS}
+    heldout: dict[str, list[Item]] = {k: [] for k in KINDS}
+    for item in items:
+        (heldout if item["meta"].get("split") == "heldout" else train)[item_kind(item)].append(item)
+    for lists in (train, heldout):
+        for kind in KINDS:
+            lists[kind].sort(key=lambda it: str(it["id"]))
+    waiting = sorted(needs_review, key=lambda it: str(it["id"]))
+    dropped_sorted = sorted(dropped, key=lambda d: (d["filter"], str(d["item"]["id"]), d["reason"]))
+    report = _report(train, heldout, waiting, dropped_sorted, filter_names, context or {})
+    return CurationResult(
+        sft=train["sft"],
+        dpo=train["dpo"],
+        kto=train["kto"],
+        heldout=heldout,
+        dropped=dropped_sorted,
+        needs_review=waiting,
+        report=report,
+        dataset_hash=dataset_hash(train, heldout),
+        filters=list(filter_names),
+        heldout_fraction=heldout_fraction,
+    )
+
+
+def dataset_hash(train: Mapping[str, Sequence[Item]], heldout: Mapping[str, Sequence[Item]]) -> str:
+    """sha256 of what the trainers and the gate will see (ids + TRL columns, no provenance)."""
+    payload = {
+        side: {k: sorted((trl_row(it) for it in lists.get(k, [])), key=lambda r: str(r["id"])) for k in KINDS}
+        for side, lists in (("train", train), ("heldout", heldout))
+    }
+    return sha256_hex(canonical_json(payload))
+
+
+# -- events ------------------------------------------------------------------
+
+
+def verdict(rating: Mapping[str, Any]) -> bool | None:
+    """Good (True), bad (False) or no opinion; thumbs win over stars when both are given."""
+    if rating.get("rating") == "up":
+        return True
+    if rating.get("rating") == "down":
+        return False
+    stars = rating.get("stars")
+    if stars is None:
+        return None
+    if stars >= 4:
+        return True
+    if stars <= 2:
+        return False
+    return None
+
+
+class _EventLog:
+    """The events as curation needs them: current ratings only, newest comparison per rater and pair."""
+
+    def __init__(self, events: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        self.messages: dict[str, dict[str, Any]] = {
+            str(m["id"]): dict(m) for m in events.get("messages", []) if m.get("id") is not None
+        }
+        all_ratings = [dict(r) for r in events.get("ratings", [])]
+        newest: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in sorted(all_ratings, key=_event_order):
+            if r.get("current") is False:
+                continue  # Store.events() already marked it history
+            newest[(str(r["message_id"]), str(r["rater"]))] = r
+        self.all_ratings = all_ratings
+        self.orphans = sum(1 for key in newest if key[0] not in self.messages)
+        self.ratings = {key: r for key, r in sorted(newest.items()) if key[0] in self.messages}
+        pairs: dict[tuple[tuple[str, str], str], dict[str, Any]] = {}
+        for c in sorted((dict(c) for c in events.get("comparisons", [])), key=_event_order):
+            a, b = str(c["message_a"]), str(c["message_b"])
+            if a in self.messages and b in self.messages and a != b:
+                pairs[(_pair(a, b), str(c["rater"]))] = c
+        self.comparisons = dict(sorted(pairs.items()))
+        self.tags: dict[str, set[str]] = defaultdict(set)
+        for (mid, _), r in self.ratings.items():
+            self.tags[mid] |= set(r.get("tags") or [])
+        self.counts = {
+            "messages": len(self.messages),
+            "ratings": len(all_ratings),
+            "current_ratings": len(self.ratings),
+            "orphan_ratings": self.orphans,
+            "comparisons": len(events.get("comparisons", [])),
+        }
+
+    def votes(self) -> dict[str, dict[str, bool]]:
+        out: dict[str, dict[str, bool]] = defaultdict(dict)
+        for (mid, rater), r in self.ratings.items():
+            v = verdict(r)
+            if v is not None:
+                out[mid][rater] = v
+        return out
+
+
+def _event_order(event: Mapping[str, Any]) -> tuple[str, str]:
+    # Newest = latest created_at; the store's ids grow in commit order and break ties.
+    ident = event.get("id")
+    return (str(event.get("created_at") or ""), f"{ident:020d}" if isinstance(ident, int) else str(ident))
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+# -- mapping -----------------------------------------------------------------
+
+
+def _clean_prompt(prompt: Any) -> list[Message] | None:
+    """Role/content turns ending with the user's; None when unusable for training."""
+    if not isinstance(prompt, list) or not prompt:
+        return None
+    turns = []
+    for m in prompt:
+        if (
+            not isinstance(m, Mapping)
+            or not isinstance(m.get("role"), str)
+            or not isinstance(m.get("content"), str)
+        ):
+            return None
+        turns.append({"role": m["role"], "content": m["content"]})
+    return turns if turns[-1]["role"] == "user" else None
+
+
+def _assistant(text: str) -> list[Message]:
+    return [{"role": "assistant", "content": text}]
+
+
+class _Mapper:
+    """Builds candidates with uniform provenance; one instance per curate() call."""
+
+    def __init__(self, log: _EventLog, config: CurationConfig) -> None:
+        self.log = log
+        self.config = config
+        self.candidates: list[Item] = []
+        self.dropped: list[Dropped] = []
+
+    def prompt(self, message_id: str) -> list[Message] | None:
+        return _clean_prompt(self.log.messages[message_id].get("prompt"))
+
+    def add(
+        self,
+        kind: str,
+        content: dict[str, Any],
+        *,
+        signal: str,
+        source_ids: Sequence[str],
+        raters: Sequence[str],
+        positive: Sequence[str],
+        negative: Sequence[str],
+        vote_key: str | None = None,
+        vote: str | None = None,
+        follows_vote: bool = False,
+    ) -> None:
+        messages = self.log.messages
+        meta: dict[str, Any] = {
+            "signals": [signal],
+            "source_ids": sorted(set(source_ids)),
+            "raters": sorted({r for r in raters if r}),
+            "sources": sorted(
+                {str(messages[m].get("source")) for m in (*positive, *negative) if m in messages}
+            ),
+            "positive_ids": sorted(positive),
+            "negative_ids": sorted(negative),
+            "positive_tags": sorted({t for m in positive for t in self.log.tags.get(m, ())}),
+            "negative_tags": sorted({t for m in negative for t in self.log.tags.get(m, ())}),
+            "review": [],
+            "low_trust": False,
+        }
+        if vote_key is not None:
+            meta.update(vote_key=vote_key, vote=vote, follows_vote=follows_vote)
+        self.candidates.append(make_item(kind, content, meta))
+
+    def skip(self, kind: str, source_ids: Sequence[str], reason: str) -> None:
+        # A stub item so the report can show what the mapping could not use.
+        stub = {
+            "id": sha256_hex(canonical_json(sorted(source_ids)))[:32],
+            "meta": {"kind": kind, "source_ids": sorted(source_ids)},
+        }
+        self.dropped.append(drop(stub, "mapping", reason))
+
+
+def _map_events(log: _EventLog, config: CurationConfig) -> tuple[list[Item], list[Dropped]]:
+    mapper = _Mapper(log, config)
+    _map_corrections(mapper)
+    _map_pairs(mapper)
+    _map_votes(mapper)
+    return mapper.candidates, mapper.dropped
+
+
+def _map_corrections(mapper: _Mapper) -> None:
+    """A correction: SFT toward it, and DPO correction > original."""
+    log = mapper.log
+    by_correction = {str(r["correction_id"]): r for r in log.all_ratings if r.get("correction_id")}
+    for cid, msg in sorted(log.messages.items()):
+        if msg.get("source") != "correction" or not msg.get("corrects_id"):
+            continue
+        oid = str(msg["corrects_id"])
+        rating = by_correction.get(cid)
+        ids = [f"message:{cid}", f"message:{oid}"] + ([f"rating:{rating['id']}"] if rating else [])
+        if (
+            rating is not None
+            and log.ratings.get((str(rating["message_id"]), str(rating["rater"]))) is not rating
+        ):
+            # The rater judged the answer again since: that newer rating counts.
+            mapper.skip("sft", ids, "correction superseded by the rater's newer rating")
+            continue
+        if oid not in log.messages:
+            mapper.skip("sft", ids, f"corrected message {oid} not in the events")
+            continue
+        prompt = mapper.prompt(cid) or mapper.prompt(oid)
+        if prompt is None:
+            mapper.skip("sft", ids, "prompt missing or not ending with a user turn")
+            continue
+        rater = str(rating["rater"]) if rating else str(msg.get("created_by") or "")
+        corrected, original = str(msg.get("content") or ""), str(log.messages[oid].get("content") or "")
+        common: dict[str, Any] = {
+            "source_ids": ids,
+            "raters": [rater],
+            "positive": [cid],
+            "negative": [oid],
+            "signal": "correction",
+        }
+        mapper.add("sft", {"messages": prompt + _assistant(corrected)}, **common)
+        if normalize_text(corrected) == normalize_text(original):
+            mapper.skip("dpo", ids, "correction has the same text as the original")
+            continue
+        pair = {"prompt": prompt, "chosen": _assistant(corrected), "rejected": _assistant(original)}
+        mapper.add("dpo", pair, **common)
+
+
+def _map_pairs(mapper: _Mapper) -> None:
+    """A/B winners and preferred regenerated siblings -> DPO votes on the pair."""
+    log = mapper.log
+    said: set[tuple[tuple[str, str], str]] = set()  # a rater's A/B verdict on a pair beats inference
+    votes: list[tuple[str, str, str, str, list[str]]] = []  # chosen, rejected, rater, signal, source ids
+    for (pair, rater), c in log.comparisons.items():
+        said.add((pair, rater))
+        a, b = str(c["message_a"]), str(c["message_b"])
+        if c.get("winner") in ("a", "b"):
+            chosen, rejected = (a, b) if c["winner"] == "a" else (b, a)
+            votes.append(
+                (
+                    chosen,
+                    rejected,
+                    rater,
+                    "comparison",
+                    [f"comparison:{c['id']}", f"message:{a}", f"message:{b}"],
+                )
+            )
+    siblings: dict[str, list[str]] = defaultdict(list)
+    for mid, msg in sorted(log.messages.items()):
+        if msg.get("parent_id") is not None and msg.get("source") != "correction":
+            siblings[str(msg["parent_id"])].append(mid)
+    for parent in sorted(siblings):
+        group = siblings[parent]
+        raters = sorted({rater for (mid, rater) in log.ratings if mid in group})
+        for rater in raters:
+            for i, x in enumerate(group):
+                for y in group[i + 1 :]:
+                    rx, ry = log.ratings.get((x, rater)), log.ratings.get((y, rater))
+                    if rx is None or ry is None or (_pair(x, y), rater) in said:
+                        continue
+                    better = _preferred(rx, ry)
+                    if better is None:
+                        continue
+                    chosen, rejected = (x, y) if better else (y, x)
+                    ids = [f"message:{x}", f"message:{y}", f"rating:{rx['id']}", f"rating:{ry['id']}"]
+                    votes.append((chosen, rejected, rater, "sibling", ids))
+    for chosen, rejected, rater, signal, ids in votes:
+        prompt = mapper.prompt(chosen)
+        other = _clean_prompt(log.messages[rejected].get("prompt"))
+        if prompt is None or other is None:
+            mapper.skip("dpo", ids, "prompt missing or not ending with a user turn")
+            continue
+        if split_key(prompt) != split_key(other):
+            mapper.skip("dpo", ids, "the two answers reply to different prompts")
+            continue
+        good, bad = (str(log.messages[m].get("content") or "") for m in (chosen, rejected))
+        if normalize_text(good) == normalize_text(bad):
+            mapper.skip("dpo", ids, "chosen and rejected have the same text")
+            continue
+        mapper.add(
+            "dpo",
+            {"prompt": prompt, "chosen": _assistant(good), "rejected": _assistant(bad)},
+            signal=signal,
+            source_ids=ids,
+            raters=[rater],
+            positive=[chosen],
+            negative=[rejected],
+            vote_key="pair:" + "|".join(_pair(chosen, rejected)),
+            vote=chosen,
+        )
+
+
+def _preferred(rx: Mapping[str, Any], ry: Mapping[str, Any]) -> bool | None:
+    """True if x beat y, False if y beat x, None if the rater did not prefer one."""
+    sx, sy = rx.get("stars"), ry.get("stars")
+    if sx is not None and sy is not None and rx.get("rating") is None and ry.get("rating") is None:
+        return None if sx == sy else sx > sy
+    vx, vy = verdict(rx), verdict(ry)
+    if vx is None or vy is None or vx == vy:
+        return None
+    return vx
+
+
+def _map_votes(mapper: _Mapper) -> None:
+    """Thumbs/stars and both_bad -> one KTO vote per rater and answer; trusted thumbs-up -> SFT."""
+    log = mapper.log
+    trusted = mapper.config.trusted_raters
+    voted: set[tuple[str, str]] = set()
+    for (mid, rater), r in log.ratings.items():
+        good = verdict(r)
+        if good is None:
+            continue
+        voted.add((mid, rater))
+        ids = [f"message:{mid}", f"rating:{r['id']}"]
+        prompt = mapper.prompt(mid)
+        if prompt is None:
+            mapper.skip("kto", ids, "prompt missing or not ending with a user turn")
+            continue
+        answer = _assistant(str(log.messages[mid].get("content") or ""))
+        common: dict[str, Any] = {
+            "source_ids": ids,
+            "raters": [rater],
+            "positive": [mid] if good else [],
+            "negative": [] if good else [mid],
+            "vote_key": f"message:{mid}",
+            "vote": "good" if good else "bad",
+        }
+        mapper.add("kto", {"prompt": prompt, "completion": answer, "label": good}, signal="rating", **common)
+        if good and rater in trusted:
+            mapper.add("sft", {"messages": prompt + answer}, signal="trusted_up", follows_vote=True, **common)
+    for (pair, rater), c in log.comparisons.items():
+        if c.get("winner") != "both_bad":
+            continue
+        for mid in pair:
+            if (mid, rater) in voted:
+                continue  # the rater's own rating of this answer speaks for them
+            ids = [f"message:{mid}", f"comparison:{c['id']}"]
+            prompt = mapper.prompt(mid)
+            if prompt is None:
+                mapper.skip("kto", ids, "prompt missing or not ending with a user turn")
+                continue
+            answer = _assistant(str(log.messages[mid].get("content") or ""))
+            mapper.add(
+                "kto",
+                {"prompt": prompt, "completion": answer, "label": False},
+                signal="both_bad",
+                source_ids=ids,
+                raters=[rater],
+                positive=[],
+                negative=[mid],
+                vote_key=f"message:{mid}",
+                vote="bad",
+            )
+
+
+# -- checks ------------------------------------------------------------------
+
+
+def _unique_ids(items: Sequence[Item], dropped: list[Dropped]) -> list[Item]:
+    """Guard for custom pipelines without the duplicate filters: ids must be unique."""
+    seen: dict[str, Item] = {}
+    for item in items:
+        if item["id"] in seen:
+            dropped.append(drop(item, "exact_duplicate", f"same content as {item['id']}"))
+        else:
+            seen[item["id"]] = item
+    return list(seen.values())
+
+
+def _report(
+    train: Mapping[str, list[Item]],
+    heldout: Mapping[str, list[Item]],
+    waiting: list[Item],
+    dropped: list[Dropped],
+    filter_names: Sequence[str],
+    context: Mapping[str, Any],
+) -> dict[str, Any]:
+    final = [it for k in KINDS for it in (*train[k], *heldout[k])]
+    by_rater: dict[str, Counter[str]] = defaultdict(Counter)
+    by_signal: Counter[str] = Counter()
+    by_source: Counter[str] = Counter()
+    kto_labels: Counter[str] = Counter()
+    for it in final:
+        kind = item_kind(it)
+        for r in it["meta"].get("raters", []):
+            by_rater[r][kind] += 1
+        by_signal.update(it["meta"].get("signals", []))
+        by_source.update(it["meta"].get("sources", []))
+        if kind == "kto":
+            kto_labels["desirable" if it["label"] else "undesirable"] += 1
+    dropped_counts = Counter(d["filter"] for d in dropped)
+    return {
+        **context,
+        "train": {k: len(train[k]) for k in KINDS},
+        "heldout": {k: len(heldout[k]) for k in KINDS},
+        "needs_review": dict(Counter(item_kind(it) for it in waiting)),
+        "review_reasons": dict(
+            sorted(Counter(r for it in waiting for r in it["meta"].get("review", [])).items())
+        ),
+        "kto_labels": dict(kto_labels),
+        "by_signal": dict(sorted(by_signal.items())),
+        "by_source": dict(sorted(by_source.items())),
+        "by_rater": {r: dict(sorted(c.items())) for r, c in sorted(by_rater.items())},
+        "dropped": {
+            name: dropped_counts.get(name, 0) for name in ["mapping", *filter_names, *sorted(dropped_counts)]
+        },
+    }

@@ -1,0 +1,280 @@
+"""The HTTP API of a real server subprocess (tiny model), through the official `openai` client and httpx;
+what it stores is checked in the SQLite file itself, opened read-only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.server import REPO, Server
+
+USER = "tester-api"
+
+
+@pytest.fixture(scope="module")
+def client(tiny_server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{tiny_server.base_url}/v1", api_key="x", max_retries=0, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def http(tiny_server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=tiny_server.base_url, timeout=60) as c:
+        yield c
+
+
+def ask(client: openai.OpenAI, text: str = "Say hello.", **kw: Any) -> Any:
+    kw.setdefault("max_tokens", 6)
+    kw.setdefault("user", USER)
+    return client.chat.completions.create(model="live", messages=[{"role": "user", "content": text}], **kw)
+
+
+def message_row(server: Server, message_id: str) -> dict[str, Any] | None:
+    with server.db() as db:
+        row = db.execute("SELECT * FROM messages WHERE id = ?", [message_id]).fetchone()
+    return dict(row) if row else None
+
+
+# ------------------------------------------------------------------------------------------- chat
+def test_completion_is_stored_with_usage(client: openai.OpenAI, tiny_server: Server) -> None:
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
+    reply = client.chat.completions.create(model="live", messages=messages, max_tokens=7, temperature=0,
+                                           user=USER)
+    assert reply.id.startswith("msg_")
+    assert reply.object == "chat.completion"
+    assert reply.choices[0].message.role == "assistant"
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    usage = reply.usage
+    assert usage is not None and usage.prompt_tokens > 5
+    assert 1 <= usage.completion_tokens <= 7
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    row = message_row(tiny_server, reply.id)
+    assert row is not None, "the answer is stored by the time the response arrives"
+    assert row["role"] == "assistant" and row["source"] == "api"
+    assert row["content"] == reply.choices[0].message.content
+    assert row["created_by"] == USER
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (usage.prompt_tokens, usage.completion_tokens)
+    assert json.loads(row["prompt_json"]) == messages
+    assert json.loads(row["sampling_json"])["max_tokens"] == 7
+
+
+def test_stream_chunks_share_the_stored_message_id(client: openai.OpenAI, tiny_server: Server) -> None:
+    stream = ask(client, "Count to three.", max_tokens=12, stream=True)
+    ids, text, finish = set(), "", []
+    for chunk in stream:
+        ids.add(chunk.id)
+        assert chunk.object == "chat.completion.chunk"
+        choice = chunk.choices[0]
+        text += choice.delta.content or ""
+        if choice.finish_reason:
+            finish.append(choice.finish_reason)
+    assert len(ids) == 1
+    (message_id,) = ids
+    assert message_id.startswith("msg_")
+    assert finish == ["length"] or finish == ["stop"], "exactly one final chunk, with the finish reason"
+    # Stored before the stream ended: a rating sent right after it finds the message.
+    row = message_row(tiny_server, message_id)
+    assert row is not None and row["content"] == text
+    assert row["completion_tokens"] <= 12
+
+
+def test_models_list_contains_live(client: openai.OpenAI) -> None:
+    ids = [m.id for m in client.models.list()]
+    assert "live" in ids
+    assert "tiny-llama" in ids
+
+
+def test_n_above_one_is_a_bad_request(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        ask(client, n=2)
+    assert "n > 1" in info.value.message
+
+
+def test_input_over_the_limits_is_a_bad_request_and_the_server_goes_on(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        ask(client, "hello " * 2100)  # ~2100 tokens: over the 2048-token context window
+    assert "context window 2048" in info.value.message
+    assert info.value.code == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError) as info:
+        ask(client, "x" * 33_000)  # over max_message_chars
+    assert "32000" in info.value.message
+    reply = ask(client, "Still there?")
+    assert reply.choices[0].message.content is not None and reply.usage.completion_tokens >= 1
+
+
+def test_oversized_body_is_413(http: httpx.Client) -> None:
+    body = {"model": "live", "messages": [{"role": "user", "content": "y" * 1_100_000}]}
+    response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+
+    # Without a Content-Length (chunked upload) the limit holds too.
+    raw = json.dumps(body).encode()
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(raw), 65536):
+            yield raw[i : i + 65536]
+
+    response = http.post("/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert http.get("/health").json()["status"] == "ready"
+
+
+def test_unknown_model_is_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}],
+                                       max_tokens=2)
+    assert "no-such-model" in info.value.message
+
+
+# ------------------------------------------------------------------------------------------- feedback
+def test_feedback_is_stored_with_message_rater_version_and_prompt(
+    client: openai.OpenAI, http: httpx.Client, tiny_server: Server
+) -> None:
+    messages = [{"role": "system", "content": "You answer in one word."},
+                {"role": "user", "content": "Capital of Italy?"}]
+    reply = client.chat.completions.create(model="live", messages=messages, max_tokens=5, user="chatter")
+    body = {"message_id": reply.id, "rating": "up", "stars": 4, "tags": ["wrong_format", "other"],
+            "comment": "close, but too long", "correction": "Rome.", "user": "rater-7"}
+    response = http.post("/v1/feedback", json=body)
+    assert response.status_code == 200, response.text
+    saved = response.json()
+    assert isinstance(saved["id"], int) and saved["rater"] == "rater-7" and saved["message_id"] == reply.id
+
+    with tiny_server.db() as db:
+        rating = dict(db.execute("SELECT * FROM ratings WHERE id = ?", [saved["id"]]).fetchone())
+        judged = dict(db.execute("SELECT * FROM messages WHERE id = ?", [reply.id]).fetchone())
+        correction = dict(db.execute("SELECT * FROM messages WHERE id = ?", [rating["correction_id"]]).fetchone())
+    assert rating["message_id"] == reply.id
+    assert rating["rater"] == "rater-7"
+    assert (rating["rating"], rating["stars"]) == ("up", 4)
+    assert json.loads(rating["tags_json"]) == ["wrong_format", "other"]
+    assert rating["comment"] == "close, but too long"
+    # The judged answer: its version (base model: no adapter) and the frozen prompt it answered.
+    assert judged["adapter_version"] is None and judged["model_id"] == "tiny-llama"
+    assert reply.system_fingerprint == "base"
+    assert json.loads(judged["prompt_json"]) == messages
+    assert judged["created_by"] == "chatter"
+    assert correction["content"] == "Rome." and correction["corrects_id"] == reply.id
+    assert correction["source"] == "correction" and correction["prompt_json"] == judged["prompt_json"]
+
+
+def test_rating_without_a_user_is_rated_by_address(client: openai.OpenAI, http: httpx.Client) -> None:
+    reply = ask(client)
+    response = http.post("/v1/feedback", json={"message_id": reply.id, "rating": "down"})
+    assert response.status_code == 200
+    assert response.json()["rater"] == "anon:127.0.0.1"
+
+
+def test_compare(client: openai.OpenAI, http: httpx.Client, tiny_server: Server) -> None:
+    a, b = ask(client, "Pick a number."), ask(client, "Pick a number.")
+    response = http.post("/v1/feedback/compare", json={"message_ids": [a.id, b.id], "winner": "b", "user": USER})
+    assert response.status_code == 200, response.text
+    with tiny_server.db() as db:
+        row = dict(db.execute("SELECT * FROM comparisons WHERE id = ?", [response.json()["id"]]).fetchone())
+    assert (row["message_a"], row["message_b"], row["winner"], row["rater"]) == (a.id, b.id, "b", USER)
+    bad = http.post("/v1/feedback/compare", json={"message_ids": [a.id, "msg_" + "0" * 24], "winner": "a"})
+    assert bad.status_code == 404
+
+
+def test_feedback_on_an_unknown_message_is_404(http: httpx.Client) -> None:
+    response = http.post("/v1/feedback", json={"message_id": "msg_" + "f" * 24, "rating": "up"})
+    assert response.status_code == 404
+    assert "not found" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"stars": 9}, "stars"), ({"tags": ["not_a_tag"]}, "tags"), ({"rating": "meh"}, "rating"),
+     ({"rating": None}, "empty")],
+)
+def test_invalid_feedback_is_422(
+    client: openai.OpenAI, http: httpx.Client, tiny_server: Server, change: dict[str, Any], field: str
+) -> None:
+    reply = ask(client)
+    response = http.post("/v1/feedback", json={"message_id": reply.id, "rating": "up", **change})
+    assert response.status_code == 422, response.text
+    assert field in response.json()["error"]["message"]
+    with tiny_server.db() as db:
+        assert db.execute("SELECT count(*) FROM ratings WHERE message_id = ?", [reply.id]).fetchone()[0] == 0
+
+
+def test_admin_feedback_needs_the_token(client: openai.OpenAI, http: httpx.Client, tiny_server: Server) -> None:
+    reply = ask(client)
+    rated = http.post("/v1/feedback", json={"message_id": reply.id, "rating": "down", "tags": ["off_topic"],
+                                            "user": "admin-view"})
+    assert rated.status_code == 200
+    assert http.get("/admin/feedback").status_code == 401
+    assert http.get("/admin/feedback", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    response = http.get("/admin/feedback", params={"rater": "admin-view"}, headers=tiny_server.admin_headers())
+    assert response.status_code == 200
+    rows = response.json()["data"]
+    assert [(r["id"], r["message_id"], r["rating"], r["tags"]) for r in rows] == [
+        (rated.json()["id"], reply.id, "down", ["off_topic"])
+    ]
+
+
+def test_export_feedback_writes_jsonl(
+    client: openai.OpenAI, http: httpx.Client, tiny_server: Server, tmp_path: Path
+) -> None:
+    reply = ask(client)
+    rated = http.post("/v1/feedback", json={"message_id": reply.id, "stars": 2, "comment": "export me",
+                                            "user": "exporter"})
+    assert rated.status_code == 200
+    out = tmp_path / "out" / "feedback.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "assistant", "export", "feedback", "--out", str(out),
+         "--data-dir", str(tiny_server.data_dir)],
+        cwd=REPO, env=tiny_server.env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    with tiny_server.db() as db:
+        total = db.execute("SELECT count(*) FROM ratings").fetchone()[0]
+    assert len(rows) == total
+    assert f"wrote {total} ratings" in done.stdout
+    mine = [r for r in rows if r["id"] == rated.json()["id"]]
+    assert len(mine) == 1
+    assert mine[0]["message_id"] == reply.id and mine[0]["comment"] == "export me" and mine[0]["stars"] == 2
+    assert mine[0]["rater"] == "exporter"
+
+
+def test_concurrent_ratings_are_each_stored_once(
+    client: openai.OpenAI, tiny_server: Server
+) -> None:
+    threads, per_thread = 16, 200
+    targets = [ask(client).id for _ in range(4)]
+    start = threading.Barrier(threads)
+
+    def flood(worker: int) -> list[tuple[int, int]]:
+        results = []
+        with httpx.Client(base_url=tiny_server.base_url, timeout=60) as http:
+            start.wait(60)
+            for i in range(per_thread):
+                body = {"message_id": targets[(worker + i) % len(targets)], "rating": "up" if i % 2 else "down",
+                        "stars": 1 + i % 5, "comment": f"w{worker}-{i}", "user": f"flood-{worker}"}
+                response = http.post("/v1/feedback", json=body)
+                results.append((response.status_code, response.json().get("id", -1)))
+        return results
+
+    with ThreadPoolExecutor(threads) as pool:
+        results = [r for rs in pool.map(flood, range(threads)) for r in rs]
+    statuses = {status for status, _ in results}
+    assert statuses == {200}
+    ids = [rating_id for _, rating_id in results]
+    assert len(ids) == threads * per_thread and len(set(ids)) == len(ids)
+    with tiny_server.db() as db:
+        rows = db.execute("SELECT id, rater, comment FROM ratings WHERE rater LIKE 'flood-%'").fetchall()
+    assert len(rows) == threads * per_thread
+    assert {r["id"] for r in rows} == set(ids)
+    assert len({r["comment"] for r in rows}) == threads * per_thread, "each rating stored exactly once"
