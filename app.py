@@ -49,8 +49,8 @@ def load_admin_token(settings: Settings) -> tuple[str, bool]:
 
 
 def build_context(settings: Settings, *, load_engine: bool = True) -> AppContext:
-    from assistant.engine import Engine
-    from assistant.model import load_model, load_tokenizer, prepare_model_dir
+    from assistant.model import prepare_model_dir
+    from assistant.plugins import build_engine
     from feedback.store import Store
     from feedback.users import ensure_admin
 
@@ -58,27 +58,30 @@ def build_context(settings: Settings, *, load_engine: bool = True) -> AppContext
     store = Store(settings.db_path)
     password = ensure_admin(store, settings.admin_password)
     if password and not settings.admin_password:
-        print(f"Created user 'admin' with password: {password}  (shown once; change it in the Account tab)",
-              flush=True)
+        print(
+            f"Created user 'admin' with password: {password}  (shown once; change it in the Account tab)",
+            flush=True,
+        )
     token, created = load_admin_token(settings)
     if created:
         print(f"Admin API token (saved in {settings.admin_token_path}): {token}", flush=True)
     model_dir, model_id = prepare_model_dir(settings.model_path, settings.data_dir)
     engine = None
     if load_engine:
-        engine = Engine(
-            load_model(model_dir, settings.dtype),
-            load_tokenizer(model_dir),
-            model_id=model_id,
-            context_window=settings.context_window,
-            max_tokens_limit=settings.max_tokens_limit,
-            default_max_tokens=settings.default_max_tokens,
-            max_batch_size=settings.max_batch_size,
-            queue_size=settings.queue_size,
-            threads=settings.threads,
-        ).start()
-    ctx = AppContext(settings=settings, engine=engine, store=store, model_dir=model_dir, model_id=model_id,
-                     admin_token=token)
+        # The backend's factory starts it: "transformers" (torch here, assistant/builtin_plugins.py),
+        # "remote" when settings.backend_url is set (assistant/remote.py), or a plugin's.
+        engine = build_engine(settings, model_dir, model_id)
+    ctx = AppContext(
+        settings=settings,
+        engine=engine,
+        store=store,
+        model_dir=model_dir,
+        model_id=model_id,
+        admin_token=token,
+    )
+    from assistant.api import make_require_admin
+
+    ctx.extras["require_admin"] = make_require_admin(ctx)  # admin routes of every part share it
     attach_extensions(ctx)
     return ctx
 
@@ -106,8 +109,9 @@ def build_app(ctx: AppContext) -> Any:
     demo = build_ui(ctx)
     demo.queue(default_concurrency_limit=16, max_size=ctx.settings.queue_size * 2)
     # Routes first, then Gradio at "/": a route added after mounting at "/" is shadowed.
-    return gr.mount_gradio_app(app, demo, path="/", show_error=True,
-                               blocked_paths=[str(ctx.settings.data_dir.resolve())])
+    return gr.mount_gradio_app(
+        app, demo, path="/", show_error=True, blocked_paths=[str(ctx.settings.data_dir.resolve())]
+    )
 
 
 def serve(settings: Settings) -> None:
@@ -117,16 +121,20 @@ def serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx = build_context(settings)
     app = build_app(ctx)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                            timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=5
+    )
     server = uvicorn.Server(config)
 
     original_startup = server.startup
 
     async def startup(sockets: Any = None) -> None:
         await original_startup(sockets)
-        print(f"Ready in {time.monotonic() - started:.1f} s: http://{settings.host}:{settings.port} "
-              f"(model {ctx.model_id})", flush=True)
+        print(
+            f"Ready in {time.monotonic() - started:.1f} s: http://{settings.host}:{settings.port} "
+            f"(model {ctx.model_id})",
+            flush=True,
+        )
 
     server.startup = startup  # type: ignore[method-assign]
     try:

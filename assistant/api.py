@@ -67,8 +67,9 @@ class CompareRequest(BaseModel):
 
 
 # ---------------------------------------------------------------------------- helpers
-def openai_error(status: int, message: str, code: str, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> JSONResponse:
+def openai_error(
+    status: int, message: str, code: str, param: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
@@ -118,7 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def install_body_limit(app: FastAPI, max_bytes: int) -> None:
-    """Refuse oversized bodies before anything parses them: declared (Content-Length) or streamed (chunked)."""
+    """Refuse oversized bodies before anything parses them: declared (Content-Length) or streamed."""
     app.add_middleware(_BodyLimit, max_bytes=max_bytes)
 
 
@@ -176,14 +177,7 @@ def build_router(ctx: AppContext) -> APIRouter:
     chat_limiter = RateLimiter(settings.chat_rate_per_minute)
     feedback_limiter = RateLimiter(settings.feedback_rate_per_minute)
 
-    def require_admin(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token or not ctx.admin_token or not hmac.compare_digest(
-            token.encode(), ctx.admin_token.encode()
-        ):
-            raise _Unauthorized()
-        return "admin"
+    require_admin = ctx.extras.get("require_admin") or make_require_admin(ctx)
 
     @router.get("/health")
     def health() -> dict[str, Any]:
@@ -198,13 +192,34 @@ def build_router(ctx: AppContext) -> APIRouter:
     @router.get("/v1/models")
     def models() -> dict[str, Any]:
         created = int(time.time())
-        data = [{"id": "live", "object": "model", "created": created, "owned_by": "assistant",
-                 "version": ctx.engine.live_version}]
-        data.append({"id": ctx.model_id, "object": "model", "created": created, "owned_by": "assistant",
-                     "version": BASE})
+        data = [
+            {
+                "id": "live",
+                "object": "model",
+                "created": created,
+                "owned_by": "assistant",
+                "version": ctx.engine.live_version,
+            }
+        ]
+        data.append(
+            {
+                "id": ctx.model_id,
+                "object": "model",
+                "created": created,
+                "owned_by": "assistant",
+                "version": BASE,
+            }
+        )
         for version in sorted(ctx.engine.loaded_versions):
-            data.append({"id": version, "object": "model", "created": created, "owned_by": "assistant",
-                         "version": version})
+            data.append(
+                {
+                    "id": version,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "assistant",
+                    "version": version,
+                }
+            )
         return {"object": "list", "data": data}
 
     @router.post("/v1/chat/completions", response_model=None)
@@ -222,13 +237,18 @@ def build_router(ctx: AppContext) -> APIRouter:
             seed=body.seed,
         )
         messages = [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in body.messages
+            {"role": "system" if m.role == "developer" else m.role, "content": m.content}
+            for m in body.messages
         ]
-        turn = start_turn(ctx, messages, params, owner=rater_id(request, body.user), source="api",
-                          version=version)
+        turn = start_turn(
+            ctx, messages, params, owner=rater_id(request, body.user), source="api", version=version
+        )
         if body.stream:
-            return StreamingResponse(_sse(turn, ctx), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return StreamingResponse(
+                _sse(turn, ctx),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         return await _complete(turn, ctx)
 
     @router.post("/v1/feedback")
@@ -236,8 +256,13 @@ def build_router(ctx: AppContext) -> APIRouter:
         rater = rater_id(request, body.user)
         feedback_limiter.check(client_key(request, body.user), "ratings")
         rating_id = ctx.store.add_rating(
-            message_id=body.message_id, rater=rater, rating=body.rating, stars=body.stars,
-            tags=tuple(body.tags), comment=body.comment, correction=body.correction,
+            message_id=body.message_id,
+            rater=rater,
+            rating=body.rating,
+            stars=body.stars,
+            tags=tuple(body.tags),
+            comment=body.comment,
+            correction=body.correction,
         )
         return {"id": rating_id, "message_id": body.message_id, "rater": rater, "saved": True}
 
@@ -261,12 +286,36 @@ def build_router(ctx: AppContext) -> APIRouter:
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0),
     ) -> dict[str, Any]:
-        rows = ctx.store.list_feedback(rater=rater, tag=tag, rating=rating, adapter_version=version,
-                                       since=since, limit=limit, offset=offset)
+        rows = ctx.store.list_feedback(
+            rater=rater,
+            tag=tag,
+            rating=rating,
+            adapter_version=version,
+            since=since,
+            limit=limit,
+            offset=offset,
+        )
         return {"data": rows, "limit": limit, "offset": offset, "counts": ctx.store.feedback_counts()}
 
-    ctx.extras["require_admin"] = require_admin
     return router
+
+
+def make_require_admin(ctx: AppContext) -> Any:
+    """A FastAPI dependency: the admin bearer token, compared in constant time."""
+
+    def require_admin(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if (
+            scheme.lower() != "bearer"
+            or not token
+            or not ctx.admin_token
+            or not hmac.compare_digest(token.encode(), ctx.admin_token.encode())
+        ):
+            raise _Unauthorized()
+        return "admin"
+
+    return require_admin
 
 
 class _Unauthorized(AssistantError):
@@ -304,11 +353,13 @@ def _completion_body(turn: Turn, ctx: AppContext) -> dict[str, Any]:
         "created": int(time.time()),
         "model": turn.version if turn.version != BASE else ctx.model_id,
         "system_fingerprint": turn.version,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": result.text},
-            "finish_reason": "stop" if result.finish_reason in ("stop", None) else result.finish_reason,
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text},
+                "finish_reason": "stop" if result.finish_reason in ("stop", None) else result.finish_reason,
+            }
+        ],
         "usage": {
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
@@ -342,9 +393,14 @@ async def _sse(turn: Turn, ctx: AppContext) -> AsyncIterator[str]:
     model = turn.version if turn.version != BASE else ctx.model_id
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
-        body = {"id": turn.message_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "system_fingerprint": turn.version,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        body = {
+            "id": turn.message_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": turn.version,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         return f"data: {json.dumps(body)}\n\n"
 
     try:

@@ -25,7 +25,9 @@ def new_message_id() -> str:
     return "msg_" + uuid.uuid4().hex[:24]
 
 
-def validate_messages(messages: list[dict[str, Any]], max_messages: int, max_chars: int) -> list[dict[str, str]]:
+def validate_messages(
+    messages: list[dict[str, Any]], max_messages: int, max_chars: int
+) -> list[dict[str, str]]:
     """Normalise OpenAI/Gradio message shapes to {"role","content": str}; reject what we can't serve."""
     if not isinstance(messages, list) or not messages:
         raise InvalidRequestError("messages must be a non-empty list")

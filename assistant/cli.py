@@ -31,8 +31,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     try:
         model_dir, model_id = prepare_model_dir(settings.model_path, settings.data_dir)
-        engine = Engine(load_model(model_dir, settings.dtype), load_tokenizer(model_dir), model_id=model_id,
-                        context_window=settings.context_window, max_tokens_limit=settings.max_tokens_limit).start()
+        engine = Engine(
+            load_model(model_dir, settings.dtype),
+            load_tokenizer(model_dir),
+            model_id=model_id,
+            context_window=settings.context_window,
+            max_tokens_limit=settings.max_tokens_limit,
+        ).start()
     except AssistantError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -41,7 +46,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
         {"role": "user", "content": args.question},
     ]
     try:
-        handle = engine.submit(messages, SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature))
+        handle = engine.submit(
+            messages, SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature)
+        )
         for delta in handle:
             print(delta, end="", flush=True)
         print()
@@ -53,12 +60,23 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """Print the plugins as JSON; exit 1 when one failed to load or raised in a hook."""
+    from .plugins import list_plugins
+
+    listed = list_plugins()
+    print(json.dumps(listed, indent=2))
+    return 1 if any(p["error"] for p in listed) else 0
+
+
 def _store(settings: Settings):  # type: ignore[no-untyped-def]
     from feedback.store import Store
 
     if not settings.db_path.is_file():
-        print(f"error: no database at {settings.db_path}; start the server once or set ASSISTANT_DATA_DIR",
-              file=sys.stderr)
+        print(
+            f"error: no database at {settings.db_path}; start the server once or set ASSISTANT_DATA_DIR",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     return Store(settings.db_path)
 
@@ -100,7 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="start the UI + API server")
     add_cli_flags(serve)
+    serve.add_argument(
+        "--backend-url",
+        help="generate on this OpenAI-compatible server, e.g. vLLM (ASSISTANT_BACKEND_URL; docs/scaling.md)",
+    )
     serve.set_defaults(func=cmd_serve)
+
+    plugins = sub.add_parser("plugins", help="list loaded plugins, their hooks, and any that failed")
+    plugins.set_defaults(func=cmd_plugins)
 
     chat = sub.add_parser("chat", help="ask one question, stream the answer")
     add_cli_flags(chat)

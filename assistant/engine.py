@@ -1,9 +1,18 @@
 """The engine: one worker thread owns every torch call.
 
 Callers (HTTP handlers, Gradio callbacks, the CLI) `submit()` a request and iterate its handle for text
-deltas; they never touch torch. The worker runs a dynamic batch: new requests are prefilled and join
-the running batch at a step boundary, finished or cancelled ones leave it, and every row keeps its own
-sampling parameters, stop strings, limits and adapter version.
+deltas; they never touch torch. The worker runs a dynamic batch:
+
+- Admission is FIFO and bounded: at most `queue_size` requests wait, at most `max_batch_size` run.
+  Waiting requests are taken in arrival order as a *group*, left-padded and prefilled together in one
+  forward (in chunks of at most `prefill_chunk_tokens`, with a decode step of the running batch between
+  chunks, so a long prompt never stalls the others for long). A prefilled group joins the running batch's
+  KV cache by left-padding; finished, cancelled or timed-out rows leave it via `batch_select_indices`.
+- Every row keeps its own sampling parameters, stop strings, limits, deadline and adapter version.
+  Greedy rows are sampled with one vectorised argmax; sampled rows with vectorised temperature/top-p
+  (a per-row `torch.Generator` only where a request gave a seed).
+- Text is detokenised incrementally (a prefix offset, as in TGI/vLLM): each step decodes a few tokens,
+  never the whole answer again.
 
 Why one thread: once a second Python thread has run torch ops, generation in the process runs ~1.7×
 slower, and PEFT's active adapter is global state. Adapter loads, swaps and thread-count changes are
@@ -11,8 +20,9 @@ therefore commands executed by the same worker, between decode steps.
 
 Why our own loop rather than transformers' continuous batching: that serves one active adapter only,
 and a swap must let running requests finish on the version they started with. PEFT's per-row
-`adapter_names` gives that in a plain forward; when the whole batch uses one adapter we merge it into
-the weights instead (an unmerged LoRA decodes ~16 % slower).
+`adapter_names` gives that in a plain forward. When every active row uses one adapter we merge it: the
+merged weights are computed into new tensors and swapped in (the originals are kept, not modified), so
+unmerging is exact and instant, even in bfloat16, however often versions alternate.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -43,11 +54,19 @@ log = logging.getLogger(__name__)
 
 BASE = "base"  # the version name of the base model (no adapter)
 _PEFT_BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+_GREEDY_BELOW = 1e-5  # temperatures at or below this are greedy
 
 
 def adapter_name(version: str) -> str:
     """PEFT adapter names are matched by substring in places: make them unmistakable."""
     return f"ver_{version}"
+
+
+class RequestTimeoutError(AssistantError):
+    """A request ran past its deadline (`request_timeout_s`); the engine ended it."""
+
+    status = 504
+    code = "timeout"
 
 
 @dataclass
@@ -68,13 +87,17 @@ class SamplingParams:
         if len(self.stop) > 4 or any(not s or len(s) > 64 for s in self.stop):
             raise InvalidRequestError("stop: at most 4 non-empty strings of at most 64 characters")
 
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= _GREEDY_BELOW
+
 
 @dataclass
 class Completion:
     """What a finished request produced; filled in by the worker."""
 
     text: str = ""
-    finish_reason: str | None = None  # stop | length | cancelled | error
+    finish_reason: str | None = None  # stop | length | cancelled | error | timeout
     prompt_tokens: int = 0
     completion_tokens: int = 0
     version: str = BASE
@@ -95,11 +118,13 @@ _DONE = object()
 class RequestHandle:
     """A submitted request. Iterate it for text deltas; `cancel()` frees its batch slot."""
 
-    def __init__(self, request_id: int, prompt_ids: list[int], params: SamplingParams, version: str):
+    def __init__(self, request_id: int, prompt_ids: list[int], params: SamplingParams, version: str,
+                 deadline: float | None = None):
         self.id = request_id
         self.prompt_ids = prompt_ids
         self.params = params
         self.result = Completion(prompt_tokens=len(prompt_ids), version=version, started_at=time.monotonic())
+        self.deadline = deadline  # time.monotonic() after which the engine ends the request
         self._deltas: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.cancelled = threading.Event()
         self.done = threading.Event()
@@ -124,7 +149,9 @@ class RequestHandle:
                 item = self._deltas.get(timeout=wait)
             except queue.Empty:
                 self.cancel()
-                raise AssistantError(f"no answer within {timeout:.0f} s; the request was cancelled") from None
+                raise RequestTimeoutError(
+                    f"no answer within {timeout:.0f} s; the request was cancelled"
+                ) from None
             if item is _DONE:
                 break
             if isinstance(item, BaseException):
@@ -154,7 +181,9 @@ class RequestHandle:
                 await asyncio.wait_for(wake.wait(), remaining)
             except TimeoutError:
                 self.cancel()
-                raise AssistantError(f"no answer within {timeout:.0f} s; the request was cancelled") from None
+                raise RequestTimeoutError(
+                    f"no answer within {timeout:.0f} s; the request was cancelled"
+                ) from None
 
     def text(self, timeout: float | None = None) -> str:
         for _ in self.stream(timeout):
@@ -182,12 +211,31 @@ class RequestHandle:
 
 @dataclass
 class _Row:
-    """A request inside the running batch."""
+    """A request inside the running batch (or the group being prefilled)."""
 
     handle: RequestHandle
     generated: list[int] = field(default_factory=list)
+    # Incremental detokenisation: text == decode(generated) is built from decode(generated[prefix:])
+    # minus decode(generated[prefix:read]) — a few tokens per step, whatever the answer's length.
+    text: str = ""
+    prefix_offset: int = 0
+    read_offset: int = 0
     emitted_chars: int = 0
+    stop_scan_from: int = 0  # stop strings cannot start before this character
     generator: Any = None  # torch.Generator for per-request seeds
+
+
+@dataclass
+class _Prefill:
+    """A group of admitted requests being prefilled together (left-padded), chunk by chunk."""
+
+    rows: list[_Row]
+    ids: Any  # (B, L) long, left-padded
+    mask: Any  # (B, L) long
+    positions: Any  # (B, L) long
+    cache: Any
+    done: int = 0  # columns already run
+    logits: Any = None  # last position's logits once complete
 
 
 class Engine:
@@ -206,6 +254,8 @@ class Engine:
         queue_size: int = 64,
         threads: int = 0,
         merge_single_adapter: bool = True,
+        request_timeout_s: float | None = None,
+        prefill_chunk_tokens: int = 512,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -218,7 +268,11 @@ class Engine:
         self.queue_size = queue_size
         self.threads = threads
         self.merge_single_adapter = merge_single_adapter
+        self.request_timeout_s = request_timeout_s
+        self.prefill_chunk_tokens = max(16, prefill_chunk_tokens)
         self.eos_ids = self._eos_ids()
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_id = pad if isinstance(pad, int) else min(self.eos_ids, default=0)
         self.live_version = BASE
         self.loaded_versions: set[str] = set()
         self._ids = itertools.count(1)
@@ -228,13 +282,21 @@ class Engine:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._rows: list[_Row] = []
+        self._prefill: _Prefill | None = None
         self._cache: Any = None
         self._mask: Any = None
-        self._merged: str | None = None  # adapter currently merged into the weights
         self._pins: dict[str, int] = {}  # version → requests pinned to it (pending or running)
         self._retire: set[str] = set()  # versions to unload once nothing is pinned to them
+        # Adapter state (worker only).
+        self._merged: str | None = None  # adapter whose merged weights are swapped in
+        self._swapped: list[tuple[Any, Any]] = []  # (base layer, original weight) while merged
+        self._lora_on: bool | None = None  # LoRA layers enabled (None: unknown, set on next forward)
+        self._single: str | None = None  # PEFT's active adapter when running one adapter unmerged
+        self._lora_layers: list[Any] = []
         self.steps = 0
+        self.prefills = 0
         self.tokens_generated = 0
+        self.timeouts = 0
 
     # ------------------------------------------------------------------ public, any thread
     def start(self) -> Engine:
@@ -257,14 +319,19 @@ class Engine:
 
     def stats(self) -> dict[str, Any]:
         with self._cv:
+            prefill = self._prefill
             return {
                 "running": len(self._rows),
+                "prefilling": len(prefill.rows) if prefill is not None else 0,
                 "waiting": len(self._pending),
                 "live_version": self.live_version,
                 "loaded_versions": sorted(self.loaded_versions),
                 "merged": self._merged,
+                "threads": self.threads,
                 "steps": self.steps,
+                "prefills": self.prefills,
                 "tokens_generated": self.tokens_generated,
+                "timeouts": self.timeouts,
             }
 
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
@@ -287,8 +354,13 @@ class Engine:
         *,
         prompt_ids: list[int] | None = None,
         version: str | None = None,
+        timeout_s: float | None = None,
     ) -> RequestHandle:
-        """Queue a chat. Raises InputTooLongError, QueueFullError or NotReadyError at once."""
+        """Queue a chat. Raises InputTooLongError, QueueFullError or NotReadyError at once.
+
+        `timeout_s` (default: the engine's `request_timeout_s`) bounds the whole request, waiting
+        included; past it the engine ends the request with a RequestTimeoutError.
+        """
         if not self.running:
             raise NotReadyError("the model is not running yet; retry in a few seconds")
         params = params or SamplingParams(max_tokens=self.default_max_tokens)
@@ -297,6 +369,8 @@ class Engine:
             if not messages:
                 raise InvalidRequestError("messages must hold at least one message")
             prompt_ids = self.encode_chat(messages)
+        if not prompt_ids:
+            raise InvalidRequestError("the prompt is empty")
         budget = self.context_window - params.max_tokens
         if len(prompt_ids) > budget:
             raise InputTooLongError(
@@ -304,6 +378,8 @@ class Engine:
                 f"(context window {self.context_window} minus max_tokens {params.max_tokens}); "
                 "shorten it, start a new conversation, or lower max_tokens"
             )
+        timeout = self.request_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout if timeout else None
         with self._cv:
             if len(self._pending) >= self.queue_size:
                 raise QueueFullError(
@@ -312,13 +388,14 @@ class Engine:
             pinned = version or self.live_version
             if pinned != BASE and pinned not in self.loaded_versions:
                 raise InvalidRequestError(f"model version {pinned!r} is not loaded")
-            handle = RequestHandle(next(self._ids), list(prompt_ids), params, pinned)
+            handle = RequestHandle(next(self._ids), list(prompt_ids), params, pinned, deadline)
             self._pins[pinned] = self._pins.get(pinned, 0) + 1
             self._pending.append(handle)
             self._cv.notify_all()
         return handle
 
-    def generate(self, messages: list[dict[str, str]], params: SamplingParams | None = None, **kw: Any) -> str:
+    def generate(self, messages: list[dict[str, str]], params: SamplingParams | None = None,
+                 **kw: Any) -> str:
         """Blocking convenience: the whole answer."""
         return self.submit(messages, params, **kw).text()
 
@@ -356,8 +433,6 @@ class Engine:
 
     # ------------------------------------------------------------------ worker thread
     def _apply_threads(self, threads: int) -> None:
-        import os
-
         import torch
 
         self.threads = threads
@@ -383,7 +458,7 @@ class Engine:
         torch.set_grad_enabled(False)
         while True:
             with self._cv:
-                while not (self._stopping or self._commands or self._pending or self._rows):
+                while not (self._stopping or self._commands or self._pending or self._rows or self._prefill):
                     self._cv.wait()
                 if self._stopping:
                     break
@@ -395,18 +470,25 @@ class Engine:
                 except BaseException as exc:  # reported to the caller, the loop goes on
                     future.set_exception(exc)
             try:
-                self._admit()
+                self._expire()
+                if self._prefill is None:
+                    self._prefill = self._start_prefill()
+                if self._prefill is not None:
+                    self._prefill_chunk()
                 if self._rows:
                     self._decode_step()
                 self._unload_retired()
             except Exception as exc:  # a failed step fails its rows, never the server
                 log.exception("decode step failed")
-                for row in self._rows:
+                failed = self._rows + (self._prefill.rows if self._prefill is not None else [])
+                for row in failed:
                     self._release(row.handle, "error", AssistantError(f"generation failed: {exc}"))
-                self._rows, self._cache, self._mask = [], None, None
-        for row in self._rows:
+                self._rows, self._cache, self._mask, self._prefill = [], None, None, None
+        for row in self._rows + (self._prefill.rows if self._prefill is not None else []):
             self._release(row.handle, "cancelled", RequestCancelledError("the server is shutting down"))
-        for handle in self._pending:
+        with self._cv:
+            pending, self._pending = list(self._pending), deque()
+        for handle in pending:
             self._release(handle, "cancelled", RequestCancelledError("the server is shutting down"))
 
     def _release(self, handle: RequestHandle, reason: str, error: BaseException | None = None) -> None:
@@ -415,73 +497,252 @@ class Engine:
             self._pins[version] = self._pins.get(version, 1) - 1
         handle._finish(reason, error)
 
-    def _admit(self) -> None:
-        """Prefill waiting requests one by one and add them to the running batch."""
-        while len(self._rows) < self.max_batch_size:
-            with self._cv:
-                if not self._pending:
-                    return
-                handle = self._pending.popleft()
-            if handle.cancelled.is_set():
+    def _expire(self) -> None:
+        """Drop cancelled and timed-out requests from the queue; mark timed-out running rows."""
+        now = time.monotonic()
+        dropped: list[tuple[RequestHandle, str]] = []
+        with self._cv:
+            expired = [h.cancelled.is_set() or (h.deadline is not None and now > h.deadline)
+                       for h in self._pending]
+            if any(expired):
+                keep: deque[RequestHandle] = deque()
+                for h in self._pending:
+                    if h.cancelled.is_set():
+                        dropped.append((h, "cancelled"))
+                    elif h.deadline is not None and now > h.deadline:
+                        dropped.append((h, "timeout"))
+                    else:
+                        keep.append(h)
+                self._pending = keep
+        for handle, reason in dropped:
+            if reason == "timeout":
+                self._finish_timeout(handle)
+            else:
                 self._release(handle, "cancelled")
-                continue
-            self._prefill(handle)
+        for row in self._rows:
+            h = row.handle
+            if h.deadline is not None and now > h.deadline and h.result.finish_reason is None:
+                h.result.finish_reason = "timeout"
+        if self._rows and any(r.handle.result.finish_reason for r in self._rows):
+            self._drop_finished()
+
+    def _finish_timeout(self, handle: RequestHandle) -> None:
+        self.timeouts += 1
+        waited = time.monotonic() - handle.result.started_at
+        self._release(handle, "timeout", RequestTimeoutError(
+            f"the request ran past its {waited:.0f} s time limit and was ended; retry, or ask for fewer "
+            "tokens (max_tokens)"
+        ))
+
+    # Admission: FIFO groups, prefilled together.
+    def _start_prefill(self) -> _Prefill | None:
+        """Take waiting requests in arrival order into one left-padded prefill group."""
+        import torch
+        from transformers import DynamicCache
+
+        free = self.max_batch_size - len(self._rows)
+        if free <= 0:
+            return None
+        taken: list[RequestHandle] = []
+        longest = real = 0
+        with self._cv:
+            while self._pending and len(taken) < free:
+                handle = self._pending[0]
+                width = max(longest, len(handle.prompt_ids))
+                # Bound the padding: a prompt much longer or shorter than the group's waits for the next
+                # group rather than padding every other one to its length (arrival order is kept).
+                real += len(handle.prompt_ids)
+                if taken and width * (len(taken) + 1) > max(self.prefill_chunk_tokens, 1.5 * real):
+                    break
+                taken.append(self._pending.popleft())
+                longest = width
+        if not taken:
+            return None
+        rows = []
+        for handle in taken:
+            row = _Row(handle)
+            if handle.params.seed is not None and not handle.params.greedy:
+                row.generator = torch.Generator().manual_seed(handle.params.seed)
+            rows.append(row)
+        ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), longest), dtype=torch.long)
+        for i, row in enumerate(rows):
+            n = len(row.handle.prompt_ids)
+            ids[i, longest - n:] = torch.tensor(row.handle.prompt_ids, dtype=torch.long)
+            mask[i, longest - n:] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        return _Prefill(rows, ids, mask, positions, DynamicCache())
+
+    def _prefill_chunk(self) -> None:
+        """Run the next chunk of the group's prompt; when it is complete, join the running batch."""
+        group = self._prefill
+        assert group is not None
+        batch, width = group.ids.shape
+        cols = max(1, self.prefill_chunk_tokens // batch)
+        start, end = group.done, min(width, group.done + cols)
+        versions = [r.handle.version for r in group.rows]
+        out = self._forward(group.ids[:, start:end], group.mask[:, :end], group.positions[:, start:end],
+                            group.cache, versions)
+        group.cache, group.done = out.cache, end
+        if end < width:
+            return
+        self._prefill = None
+        self.prefills += 1
+        tokens = self._sample(out.logits[:, -1, :], group.rows)
+        self._merge_into_batch(group.cache, group.mask)
+        self._rows.extend(group.rows)
+        now = time.monotonic()
+        for row, token in zip(group.rows, tokens, strict=True):
+            row.handle.result.first_token_at = now
+            self._accept(row, token)
+        self._drop_finished()
+
+    def _active_versions(self) -> set[str]:
+        versions = {r.handle.version for r in self._rows}
+        if self._prefill is not None:
+            versions.update(r.handle.version for r in self._prefill.rows)
+        return versions
 
     def _forward(self, input_ids: Any, mask: Any, positions: Any, cache: Any, versions: list[str]) -> Any:
-        extra = self._prepare_adapters(versions)
-        return self.model(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,  # only the last position's logits are sampled
-            **extra,
-        )
+        import torch
 
+        extra = self._prepare_adapters(versions)
+        # Without PEFT's per-row routing, call the transformers model itself: it skips PeftModel's
+        # wrapper and its per-call hook (de)registration.
+        net = self.model
+        if not extra and self.loaded_versions and hasattr(self.model, "get_base_model"):
+            net = self.model.get_base_model()
+        with torch.inference_mode():
+            return net(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,  # only the last position's logits are sampled
+                **extra,
+            )
+
+    # Adapters (worker thread only).
     def _prepare_adapters(self, versions: list[str]) -> dict[str, Any]:
-        """Merge a lone adapter for speed; unmerge and route per row when versions differ."""
+        """Pick the cheapest exact way to run the active versions; return the forward's extra kwargs.
+
+        - only the base is active: LoRA layers off, original weights;
+        - one adapter is active (and mergeable): its merged weights swapped in, LoRA layers off;
+        - otherwise: LoRA layers on; one adapter via PEFT's active adapter, several via `adapter_names`.
+        """
         if not self.loaded_versions:
             return {}
-        wanted = set(versions)
-        if self.merge_single_adapter and len(wanted) == 1 and BASE not in wanted:
-            (only,) = wanted
-            if self._merged != only:
-                self._unmerge()
+        active = self._active_versions() | set(versions)
+        if active <= {BASE}:
+            self._unmerge()
+            self._set_lora(False)
+            return {}
+        if len(active) == 1:
+            (only,) = active
+            if self.merge_single_adapter and self._mergeable(only):
+                if self._merged != only:
+                    self._unmerge()
+                    self._merge(only)
+                self._set_lora(False)
+                return {}
+            self._unmerge()
+            self._set_lora(True)
+            if self._single != only:
                 self.model.set_adapter(adapter_name(only))
-                self.model.merge_adapter()
-                self._merged = only
+                self._single = only
             return {}
         self._unmerge()
+        self._set_lora(True)
         names = [_PEFT_BASE if v == BASE else adapter_name(v) for v in versions]
         return {"adapter_names": names}
 
+    def _set_lora(self, enabled: bool) -> None:
+        if self._lora_on is enabled:
+            return
+        for layer in self._lora_layers:
+            layer.enable_adapters(enabled)
+        self._lora_on = enabled
+
+    def _mergeable(self, version: str) -> bool:
+        from peft.tuners.lora import Linear as LoraLinear
+
+        name = adapter_name(version)
+        layers = [m for m in self._lora_layers if name in getattr(m, "lora_A", {})]
+        return bool(layers) and all(
+            isinstance(m, LoraLinear) and name not in getattr(m, "lora_variant", {})
+            and not getattr(m, "lora_bias", {}).get(name, False)
+            for m in layers
+        ) and not any(name in getattr(m, "lora_embedding_A", {}) for m in self._lora_layers)
+
+    def _merge(self, version: str) -> None:
+        """Swap in W + ΔW as new tensors; the original weights stay untouched for an exact unmerge."""
+        name = adapter_name(version)
+        swapped = []
+        for module in self._lora_layers:
+            if name not in getattr(module, "lora_A", {}):
+                continue
+            base = module.get_base_layer()
+            original = base.weight.data
+            base.weight.data = original + module.get_delta_weight(name).to(original.dtype)
+            swapped.append((base, original))
+        self._swapped = swapped
+        self._merged = version
+
     def _unmerge(self) -> None:
-        if self._merged is not None:
-            self.model.unmerge_adapter()
-            self._merged = None
+        for base, original in self._swapped:
+            base.weight.data = original
+        self._swapped = []
+        self._merged = None
 
-    def _prefill(self, handle: RequestHandle) -> None:
-        import torch
+    def _refresh_lora_layers(self) -> None:
+        from peft.tuners.tuners_utils import BaseTunerLayer
 
-        ids = torch.tensor([handle.prompt_ids], dtype=torch.long)
-        mask = torch.ones_like(ids)
-        positions = torch.arange(ids.shape[1]).unsqueeze(0)
-        from transformers import DynamicCache
+        self._lora_layers = [m for m in self.model.modules() if isinstance(m, BaseTunerLayer)]
+        self._lora_on = None
+        self._single = None
 
-        cache = DynamicCache()
-        out = self._forward(ids, mask, positions, cache, [handle.version])
-        row = _Row(handle)
-        if handle.params.seed is not None:
-            row.generator = torch.Generator().manual_seed(handle.params.seed)
-        token = self._sample(out.logits[:, -1, :], [row])[0]
-        self._merge_into_batch(out.cache, mask)
-        self._rows.append(row)
-        self._accept(row, token)
-        self._drop_finished()
+    def _load_adapter(self, version: str, path: Path) -> None:
+        from peft import PeftModel
 
+        name = adapter_name(version)
+        if version in self.loaded_versions:
+            return
+        self._unmerge()
+        # low_cpu_mem_usage: the new LoRA weights are created empty and filled from the file, skipping
+        # a random initialisation that would only be overwritten (it shortens the pause of a swap).
+        if isinstance(self.model, PeftModel):
+            self.model.load_adapter(str(path), adapter_name=name, low_cpu_mem_usage=True)
+        else:
+            self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name,
+                                                   low_cpu_mem_usage=True)
+            self.model.eval()
+        self._refresh_lora_layers()
+        with self._cv:
+            self.loaded_versions.add(version)
+
+    def _unload_retired(self) -> None:
+        if not self._retire:
+            return
+        with self._cv:
+            ready = [v for v in self._retire if self._pins.get(v, 0) <= 0 and v != self.live_version]
+        for version in ready:
+            if version in self.loaded_versions:
+                self._unmerge()
+                if len(self.loaded_versions) == 1:
+                    self.model = self.model.unload()  # back to the plain base model
+                    self._lora_layers, self._lora_on, self._single = [], None, None
+                else:
+                    self.model.delete_adapter(adapter_name(version))
+                    self._refresh_lora_layers()
+            with self._cv:
+                self.loaded_versions.discard(version)
+                self._retire.discard(version)
+            log.info("unloaded version %s", version)
+
+    # The running batch.
     def _merge_into_batch(self, cache: Any, mask: Any) -> None:
-        """Left-pad the shorter of (batch, new row) and concatenate along the batch dimension."""
+        """Left-pad the shorter of (batch, new rows) and concatenate along the batch dimension."""
         import torch
         import torch.nn.functional as F
         from transformers import DynamicCache
@@ -509,7 +770,7 @@ class Engine:
 
         last = torch.tensor([[row.generated[-1]] for row in self._rows], dtype=torch.long)
         self._mask = torch.cat([self._mask, torch.ones((len(self._rows), 1), dtype=self._mask.dtype)], dim=1)
-        positions = (self._mask.sum(dim=1, keepdim=True) - 1).long()
+        positions = self._mask.sum(dim=1, keepdim=True) - 1
         out = self._forward(last, self._mask, positions, self._cache, [r.handle.version for r in self._rows])
         self._cache = out.cache
         tokens = self._sample(out.logits[:, -1, :], self._rows)
@@ -519,28 +780,33 @@ class Engine:
         self._drop_finished()
 
     def _sample(self, logits: Any, rows: list[_Row]) -> list[int]:
+        """Greedy rows: one argmax over the batch. Sampled rows: vectorised temperature and top-p."""
         import torch
 
-        chosen = []
-        for i, row in enumerate(rows):
-            p = row.handle.params
-            if p.temperature <= 1e-5:
-                chosen.append(int(torch.argmax(logits[i])))
-                continue
-            probs = torch.softmax(logits[i].float() / p.temperature, dim=-1)
-            if p.top_p < 1.0:
-                sorted_probs, order = torch.sort(probs, descending=True)
-                keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < p.top_p
-                sorted_probs = sorted_probs * keep
-                probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-            chosen.append(int(torch.multinomial(probs, 1, generator=row.generator)))
-        return chosen
+        chosen = logits.argmax(dim=-1)
+        sampled = [i for i, row in enumerate(rows) if not row.handle.params.greedy]
+        if sampled:
+            index = torch.tensor(sampled, dtype=torch.long)
+            temps = torch.tensor([rows[i].handle.params.temperature for i in sampled]).unsqueeze(1)
+            probs = torch.softmax(logits[index].float() / temps, dim=-1)
+            top_ps = [rows[i].handle.params.top_p for i in sampled]
+            if min(top_ps) < 1.0:
+                sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+                keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < torch.tensor(top_ps).unsqueeze(1)
+                probs = torch.zeros_like(probs).scatter(1, order, sorted_probs * keep)
+            seeded = [j for j, i in enumerate(sampled) if rows[i].generator is not None]
+            free = [j for j, i in enumerate(sampled) if rows[i].generator is None]
+            picks = torch.empty(len(sampled), dtype=torch.long)
+            if free:
+                picks[free] = torch.multinomial(probs[free], 1).squeeze(1)
+            for j in seeded:
+                picks[j] = torch.multinomial(probs[j], 1, generator=rows[sampled[j]].generator)[0]
+            chosen[index] = picks
+        return chosen.tolist()
 
     def _accept(self, row: _Row, token: int) -> None:
         """Record a sampled token, stream the new text, decide whether the row is finished."""
         handle = row.handle
-        if handle.result.first_token_at is None:
-            handle.result.first_token_at = time.monotonic()
         if token in self.eos_ids:
             self._set_text(row, final=True)
             handle.result.finish_reason = "stop"
@@ -548,30 +814,52 @@ class Engine:
         row.generated.append(token)
         self.tokens_generated += 1
         handle.result.completion_tokens = len(row.generated)
+        self._detokenize(row)
         if self._set_text(row, final=False):
             handle.result.finish_reason = "stop"
-        elif len(row.generated) >= handle.params.max_tokens or len(handle.prompt_ids) + len(row.generated) >= self.context_window:
+        elif (len(row.generated) >= handle.params.max_tokens
+              or len(handle.prompt_ids) + len(row.generated) >= self.context_window):
             self._set_text(row, final=True)
             handle.result.finish_reason = "length"
 
+    def _detokenize(self, row: _Row) -> None:
+        """Append the text of the newest token(s), decoding only the last few tokens."""
+        decode = self.tokenizer.decode
+        prefix = decode(row.generated[row.prefix_offset:row.read_offset], skip_special_tokens=True)
+        full = decode(row.generated[row.prefix_offset:], skip_special_tokens=True)
+        if len(full) > len(prefix) and not full.endswith("\ufffd"):
+            row.text += full[len(prefix):]
+            row.prefix_offset, row.read_offset = row.read_offset, len(row.generated)
+
+    def _pending_text(self, row: _Row) -> str:
+        """Text of the tokens not yet appended (an incomplete multi-byte character)."""
+        decode = self.tokenizer.decode
+        prefix = decode(row.generated[row.prefix_offset:row.read_offset], skip_special_tokens=True)
+        return decode(row.generated[row.prefix_offset:], skip_special_tokens=True)[len(prefix):]
+
     def _set_text(self, row: _Row, final: bool) -> bool:
-        """Decode, cut at a stop string, emit what is safe to show. True when a stop string hit."""
+        """Cut at a stop string, emit what is safe to show. True when a stop string hit."""
         handle = row.handle
-        text = self.tokenizer.decode(row.generated, skip_special_tokens=True)
+        text = row.text
+        if final and row.read_offset < len(row.generated):  # the answer ends inside a character
+            text += self._pending_text(row)
         hit = False
-        for stop in handle.params.stop:
-            at = text.find(stop)
-            if at != -1:
-                text, hit = text[:at], True
+        stops = handle.params.stop
+        if stops:
+            for stop in stops:
+                at = text.find(stop, row.stop_scan_from)
+                if at != -1:
+                    text, hit = text[:at], True
+            if not hit:
+                longest = max(len(s) for s in stops)
+                row.stop_scan_from = max(0, len(text) - longest + 1)
         handle.result.text = text
         safe = len(text)
         if not (final or hit):
-            if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
-                safe = len(text.rstrip("\ufffd"))
-            hold = max((len(s) - 1 for s in handle.params.stop), default=0)
+            hold = max((len(s) - 1 for s in stops), default=0)
             safe = max(row.emitted_chars, safe - hold)  # a stop string may still be forming
         if safe > row.emitted_chars:
-            handle._emit(text[row.emitted_chars : safe])
+            handle._emit(text[row.emitted_chars:safe])
             row.emitted_chars = safe
         return hit
 
@@ -585,6 +873,8 @@ class Engine:
                 handle.result.finish_reason = "cancelled"
             if handle.result.finish_reason is None:
                 keep.append(i)
+            elif handle.result.finish_reason == "timeout":
+                self._finish_timeout(handle)
             else:
                 if handle.result.finish_reason != "cancelled":
                     self._set_text(row, final=True)
@@ -606,34 +896,3 @@ class Engine:
             for layer in self._cache.layers:
                 layer.keys = layer.keys[:, :, start:, :]
                 layer.values = layer.values[:, :, start:, :]
-
-    # Adapters (worker thread only).
-    def _load_adapter(self, version: str, path: Path) -> None:
-        from peft import PeftModel
-
-        name = adapter_name(version)
-        if version in self.loaded_versions:
-            return
-        self._unmerge()
-        if isinstance(self.model, PeftModel):
-            self.model.load_adapter(str(path), adapter_name=name)
-        else:
-            self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
-            self.model.eval()
-        with self._cv:
-            self.loaded_versions.add(version)
-
-    def _unload_retired(self) -> None:
-        with self._cv:
-            ready = [v for v in self._retire if self._pins.get(v, 0) <= 0 and v != self.live_version]
-        for version in ready:
-            self._unmerge()
-            if version in self.loaded_versions:
-                if len(self.loaded_versions) == 1:
-                    self.model = self.model.unload()  # back to the plain base model
-                else:
-                    self.model.delete_adapter(adapter_name(version))
-            with self._cv:
-                self.loaded_versions.discard(version)
-                self._retire.discard(version)
-            log.info("unloaded version %s", version)

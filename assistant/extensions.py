@@ -16,3 +16,6 @@ log = logging.getLogger(__name__)
 def attach_all(ctx: AppContext) -> None:
     ctx.extras.setdefault("routers", [])
     __import__("assistant.versions_api", fromlist=["attach_versions"]).attach_versions(ctx)
+    __import__("assistant.plugins", fromlist=["attach_plugins"]).attach_plugins(ctx)
+    # After versions: a finished job registers its version and may promote it through the router.
+    __import__("assistant.training_service", fromlist=["attach_training"]).attach_training(ctx)

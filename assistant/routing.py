@@ -149,7 +149,8 @@ class VersionRouter:
             if previous and previous != version:
                 statuses[previous] = "retired"
             self._swap_live(version, changes, statuses, by, keep=None if canary == version else canary)
-            log.info("%s promoted %s to live (was %s)%s", by, version, previous or BASE, " [forced]" if force else "")
+            log.info("%s promoted %s to live (was %s)%s", by, version, previous or BASE,
+                     " [forced]" if force else "")
             return self.state()
 
     def rollback(self, version: str | None = None, by: str = "admin") -> dict[str, Any]:
@@ -174,8 +175,10 @@ class VersionRouter:
             log.info("%s rolled back live to %s (was %s)", by, version or BASE, previous or BASE)
             return self.state()
 
-    def start_canary(self, version: str, share: float, by: str = "admin", force: bool = False) -> dict[str, Any]:
-        """Send `share` of new conversations to `version`. Refused (409) if its gate did not pass, unless force."""
+    def start_canary(
+        self, version: str, share: float, by: str = "admin", force: bool = False
+    ) -> dict[str, Any]:
+        """Send `share` of new conversations to `version`; 409 if its gate did not pass, unless force."""
         if not 0.0 < share <= 1.0:
             raise _InvalidShare(share)
         with self._lock:
@@ -230,7 +233,7 @@ class VersionRouter:
                     "roll back or stop the canary first"
                 )
             if self.engine is not None:
-                self.engine.retire(version)
+                self._retire(version)
 
     def on_startup(self) -> dict[str, Any]:
         """Register version directories written while the server was down, then load what the database
@@ -284,6 +287,7 @@ class VersionRouter:
     def _ensure_loaded(self, version: str) -> None:
         """Validate, then load into the engine (no-op when loaded). Raises AdapterRejectedError first."""
         engine = self.engine
+        assert engine is not None
         if version in engine.loaded_versions:
             # Loaded but maybe waiting to be unloaded (retired): keep it. The engine has no public call
             # for this; its retire set is guarded by its condition variable.
@@ -323,7 +327,14 @@ class VersionRouter:
     def _retire_unless_used(self, version: str) -> None:
         if version in (BASE, self.live_version, self.canary_version):
             return
+        self._retire(version)
+
+    def _retire(self, version: str) -> None:
+        assert self.engine is not None
         self.engine.retire(version)
+        # The worker sleeps until a request or command arrives (retire alone doesn't wake it): a no-op
+        # command makes it unload now rather than at the next chat.
+        self.engine.call(lambda: None)
 
 
 class _InvalidShare(AssistantError):
@@ -427,7 +438,8 @@ class CanaryMonitor:
         wins = {"canary": 0, "live": 0, "tie": 0, "both_bad": 0}
         for row in self.store.query(
             """
-            SELECT c.winner, COALESCE(a.adapter_version, 'base') AS va, COALESCE(b.adapter_version, 'base') AS vb
+            SELECT c.winner, COALESCE(a.adapter_version, 'base') AS va,
+                   COALESCE(b.adapter_version, 'base') AS vb
             FROM comparisons c JOIN messages a ON a.id = c.message_a JOIN messages b ON b.id = c.message_b
             WHERE c.created_at >= ?
             """,
@@ -481,7 +493,8 @@ class CanaryMonitor:
                 f"canary is worse than live on {which} (P = {max(worse):.3f} > {self.confidence})"))
         elif min(worse) < 1 - self.confidence and max(worse) < 0.5:
             report.update(decision="promote", reason=(
-                f"canary is better than live (P(worse) = {min(worse):.3f}) and not worse on the other signal"))
+                f"canary is better than live (P(worse) = {min(worse):.3f}) and not worse on the other "
+                "signal"))
         elif thumbs_ready and min(n_c, n_l) >= self.ample and max(worse) < 0.5:
             report.update(decision="promote", reason=(
                 f"after ≥ {self.ample} rated answers each the canary is no worse than live"))

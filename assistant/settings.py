@@ -63,6 +63,14 @@ class Settings:
     schedule_enabled: bool = False
     schedule_min_new_items: int = 50
     schedule_min_interval_s: float = 3600.0
+    # Which engine answers chats (docs/scaling.md): "transformers" (in this process), "remote" (an
+    # OpenAI-compatible server such as vLLM --enable-lora at backend_url) or a plugin's backend.
+    # None: "remote" when backend_url is set, else "transformers".
+    backend: str | None = None
+    backend_url: str | None = None  # e.g. http://gpu-box:8000
+    backend_api_key: str | None = None  # its API key; it must also be allowed to load/unload adapters
+    backend_model: str | None = None  # the base model's name there; None: read from its /v1/models
+    backend_adapters_dir: str | None = None  # where the backend sees adapters_dir; None: the same path
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -130,5 +138,5 @@ def add_cli_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    names = ("host", "port", "data_dir", "model_path", "dtype", "max_batch_size")
+    names = ("host", "port", "data_dir", "model_path", "dtype", "max_batch_size", "backend_url")
     return Settings.from_env(**{n: getattr(args, n, None) for n in names})

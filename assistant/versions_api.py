@@ -115,7 +115,9 @@ def build_versions_router(ctx: AppContext) -> APIRouter:
         }
 
     @router.post("/admin/versions/{version}/promote")
-    def promote(version: str, body: PromoteRequest | None = None, who: str = Depends(admin)) -> dict[str, Any]:
+    def promote(
+        version: str, body: PromoteRequest | None = None, who: str = Depends(admin)
+    ) -> dict[str, Any]:
         _, version_router, _ = parts()
         force = bool(body and body.force)
         return {"promoted": version, "forced": force, **version_router.promote(version, by=who, force=force)}
@@ -123,7 +125,7 @@ def build_versions_router(ctx: AppContext) -> APIRouter:
     @router.post("/admin/versions/{version}/canary")
     def canary(version: str, body: CanaryRequest | None = None, who: str = Depends(admin)) -> dict[str, Any]:
         _, version_router, _ = parts()
-        body = body or CanaryRequest()
+        body = body or CanaryRequest.model_validate({})
         return version_router.start_canary(version, body.share, by=who, force=body.force)
 
     @router.post("/admin/canary/stop")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from feedback.filters import (
@@ -43,14 +43,13 @@ from feedback.filters import (
     SafetyFilter,
     TokenCounter,
     approx_token_count,
+    assess_raters,
     canonical_json,
     drop,
     item_kind,
-    low_trust_raters,
     make_item,
     minilm_embedder,
     normalize_text,
-    rater_agreement,
     sha256_hex,
     split_key,
     split_of,
@@ -113,6 +112,18 @@ class CurationConfig:
                     f"extra filter {f!r} needs a str `name` and a call (items) -> (kept, dropped)"
                 )
 
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready settings for the report and the export manifest."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra_filters":
+                value = [x.name for x in value]
+            elif isinstance(value, frozenset):
+                value = sorted(value)
+            out[f.name] = value
+        return out
+
 
 @dataclass
 class CurationResult:
@@ -127,7 +138,7 @@ class CurationResult:
     report: dict[str, Any]
     dataset_hash: str
     filters: list[str] = field(default_factory=list)
-    heldout_fraction: float = 0.1
+    config: CurationConfig = field(default_factory=CurationConfig)
 
     def train(self, kind: str) -> list[Item]:
         return {"sft": self.sft, "dpo": self.dpo, "kto": self.kto}[kind]
@@ -168,9 +179,8 @@ def curate(
     """Map feedback events to curated TRL items; see the module docstring."""
     config = config or CurationConfig()
     log = _EventLog(events)
-    trust = rater_agreement(log.votes())
-    low_trust = low_trust_raters(
-        trust, min_overlap=config.min_overlap, min_trust=config.min_trust, trusted=config.trusted_raters
+    trust, low_trust = assess_raters(
+        log.votes(), min_overlap=config.min_overlap, min_trust=config.min_trust, trusted=config.trusted_raters
     )
     candidates, dropped = _map_events(log, config)
     # Canonical order, so every filter sees the same list whatever the event order.
@@ -182,10 +192,10 @@ def curate(
     train: list[Item] = []
     waiting: list[Item] = []
     for item in _unique_ids(items, dropped):
-        reasons = review_reasons(item, config)
-        meta = {**item["meta"], "review": reasons, "split": split_of(item, config.heldout_fraction)}
-        (waiting if reasons else train).append({**item, "meta": meta})
+        meta = {**item["meta"], "split": split_of(item, config.heldout_fraction)}
+        (waiting if meta.get("review") else train).append({**item, "meta": meta})
     context = {
+        "config": config.summary(),
         "events": log.counts,
         "candidates": len(candidates),
         "raters": {
@@ -199,13 +209,12 @@ def curate(
         dropped,
         filter_names=[f.name for f in filters],
         context=context,
-        heldout_fraction=config.heldout_fraction,
+        config=config,
     )
 
 
-def review_reasons(item: Item, config: CurationConfig) -> list[str]:
-    """Why a human must look at this item first; empty when it may train unreviewed."""
-    meta = item["meta"]
+def review_reasons(meta: Mapping[str, Any], config: CurationConfig) -> list[str]:
+    """Why a human must see an item first (tags, require_review); the trust filter adds its own."""
     reasons = set(meta.get("review", []))
     tags = set(meta.get("positive_tags", [])) | set(meta.get("negative_tags", []))
     reasons |= {f"tagged {tag}" for tag in tags & set(config.review_tags)}
@@ -221,7 +230,7 @@ def assemble(
     *,
     filter_names: Sequence[str],
     context: Mapping[str, Any] | None = None,
-    heldout_fraction: float = 0.1,
+    config: CurationConfig | None = None,
 ) -> CurationResult:
     """Sort items into kinds and sides (``meta["split"]``), then count and hash them."""
     train: dict[str, list[Item]] = {k: [] for k in KINDS}
@@ -244,7 +253,7 @@ def assemble(
         report=report,
         dataset_hash=dataset_hash(train, heldout),
         filters=list(filter_names),
-        heldout_fraction=heldout_fraction,
+        config=config or CurationConfig(),
     )
 
 
@@ -292,6 +301,9 @@ class _EventLog:
         self.all_ratings = all_ratings
         self.orphans = sum(1 for key in newest if key[0] not in self.messages)
         self.ratings = {key: r for key, r in sorted(newest.items()) if key[0] in self.messages}
+        self.raters_of: dict[str, list[str]] = defaultdict(list)
+        for mid, rater in self.ratings:
+            self.raters_of[mid].append(rater)
         pairs: dict[tuple[tuple[str, str], str], dict[str, Any]] = {}
         for c in sorted((dict(c) for c in events.get("comparisons", [])), key=_event_order):
             a, b = str(c["message_a"]), str(c["message_b"])
@@ -389,9 +401,10 @@ class _Mapper:
             "negative_ids": sorted(negative),
             "positive_tags": sorted({t for m in positive for t in self.log.tags.get(m, ())}),
             "negative_tags": sorted({t for m in negative for t in self.log.tags.get(m, ())}),
-            "review": [],
             "low_trust": False,
         }
+        # Known before any filter runs, so the rater cap can treat held items apart.
+        meta["review"] = review_reasons(meta, self.config)
         if vote_key is not None:
             meta.update(vote_key=vote_key, vote=vote, follows_vote=follows_vote)
         self.candidates.append(make_item(kind, content, meta))
@@ -479,7 +492,9 @@ def _map_pairs(mapper: _Mapper) -> None:
             siblings[str(msg["parent_id"])].append(mid)
     for parent in sorted(siblings):
         group = siblings[parent]
-        raters = sorted({rater for (mid, rater) in log.ratings if mid in group})
+        if len(group) < 2:
+            continue
+        raters = sorted({rater for mid in group for rater in log.raters_of.get(mid, ())})
         for rater in raters:
             for i, x in enumerate(group):
                 for y in group[i + 1 :]:
@@ -608,6 +623,9 @@ def _report(
     by_signal: Counter[str] = Counter()
     by_source: Counter[str] = Counter()
     kto_labels: Counter[str] = Counter()
+    pii: Counter[str] = Counter()
+    for it in [*final, *waiting]:
+        pii.update(it["meta"].get("pii", {}))
     for it in final:
         kind = item_kind(it)
         for r in it["meta"].get("raters", []):
@@ -626,6 +644,7 @@ def _report(
             sorted(Counter(r for it in waiting for r in it["meta"].get("review", [])).items())
         ),
         "kto_labels": dict(kto_labels),
+        "pii_scrubbed": dict(sorted(pii.items())),
         "by_signal": dict(sorted(by_signal.items())),
         "by_source": dict(sorted(by_source.items())),
         "by_rater": {r: dict(sorted(c.items())) for r, c in sorted(by_rater.items())},

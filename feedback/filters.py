@@ -19,6 +19,7 @@ too, because every other curation module needs them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -112,14 +113,14 @@ def responses_of(item: Item) -> list[list[Message]]:
     return [item["completion"]]
 
 
-_PUNCT_OR_SPACE = re.compile(r"\s+")
+# Anything but letters and digits (punctuation, symbols, underscores, whitespace) is a separator.
+_SEPARATORS = re.compile(r"[\W_]+")
 
 
+@functools.lru_cache(maxsize=65536)
 def normalize_text(text: str) -> str:
-    """Case-folded, punctuation removed, whitespace collapsed: what 'same text' means."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    no_punct = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in folded)
-    return _PUNCT_OR_SPACE.sub(" ", no_punct).strip()
+    """Case-folded, punctuation and symbols removed, whitespace collapsed: what 'same text' means."""
+    return _SEPARATORS.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
 def _turns_text(messages: Iterable[Message]) -> str:
@@ -199,12 +200,17 @@ class SafetyFilter:
 # -- rater trust -------------------------------------------------------------
 
 
-def rater_agreement(votes: dict[str, dict[str, bool]]) -> dict[str, dict[str, float]]:
+def rater_agreement(
+    votes: dict[str, dict[str, bool]], ignore: Iterable[str] = ()
+) -> dict[str, dict[str, float]]:
     """Per rater: pairwise overlaps with other raters and the share of them that agree.
 
     ``votes`` maps message id -> {rater: good?}. Each pair of raters who both
-    judged a message is one overlap for each of them.
+    judged a message is one overlap for each of them, except that a pair with
+    an ``ignore``d rater doesn't count for the other one (one contrarian must
+    not make everyone who met them look unreliable).
     """
+    skip = set(ignore)
     overlaps: Counter[str] = Counter()
     agreements: Counter[str] = Counter()
     for by_rater in votes.values():
@@ -212,15 +218,15 @@ def rater_agreement(votes: dict[str, dict[str, bool]]) -> dict[str, dict[str, fl
         for i, a in enumerate(raters):
             for b in raters[i + 1 :]:
                 same = by_rater[a] == by_rater[b]
-                for r in (a, b):
-                    overlaps[r] += 1
-                    agreements[r] += same
-    stats: dict[str, dict[str, float]] = {}
-    for by_rater in votes.values():
-        for r in by_rater:
-            n = overlaps[r]
-            stats[r] = {"overlaps": n, "agreement": agreements[r] / n if n else 1.0}
-    return stats
+                for r, other in ((a, b), (b, a)):
+                    if other not in skip:
+                        overlaps[r] += 1
+                        agreements[r] += same
+    raters_seen = sorted({r for by_rater in votes.values() for r in by_rater})
+    return {
+        r: {"overlaps": overlaps[r], "agreement": agreements[r] / overlaps[r] if overlaps[r] else 1.0}
+        for r in raters_seen
+    }
 
 
 def low_trust_raters(
@@ -237,6 +243,30 @@ def low_trust_raters(
         for r, s in stats.items()
         if r not in always and s["overlaps"] >= min_overlap and s["agreement"] < min_trust
     }
+
+
+def assess_raters(
+    votes: dict[str, dict[str, bool]],
+    *,
+    min_overlap: int = 5,
+    min_trust: float = 0.5,
+    trusted: Iterable[str] = (),
+) -> tuple[dict[str, dict[str, float]], set[str]]:
+    """Agreement stats and the low-trust set, found one rater at a time.
+
+    Flagging everyone under the bar at once would also flag honest raters
+    whose disagreements were all with a contrarian. So the worst rater is
+    flagged, everyone is scored again without the flagged raters' votes, and
+    so on until no one is under the bar. The set only grows, so this ends.
+    """
+    trusted = set(trusted)
+    low: set[str] = set()
+    while True:
+        stats = rater_agreement(votes, ignore=low)
+        found = low_trust_raters(stats, min_overlap=min_overlap, min_trust=min_trust, trusted=trusted) - low
+        if not found:
+            return stats, low
+        low.add(min(found, key=lambda r: (stats[r]["agreement"], r)))
 
 
 @dataclass
@@ -352,6 +382,12 @@ _PHONES = [
 ]
 
 
+# Every pattern above needs one of these; texts without any skip the scrub.
+_MAYBE_PII = re.compile(
+    r"[\d@]|sk-|gh[pousr]_|github_pat_|xox|AIza|eyJ|AKIA|ASIA|AGPA|AIDA|AROA|BEGIN|(?i:bearer)"
+)
+
+
 def luhn_valid(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -379,6 +415,8 @@ def scrub_pii(text: str) -> tuple[str, Counter[str]]:
     emails, then cards (Luhn-checked, so order numbers survive), then phones.
     """
     counts: Counter[str] = Counter()
+    if not _MAYBE_PII.search(text):
+        return text, counts  # the common case, at the cost of one scan
 
     def sub(pattern: re.Pattern[str], label: str, s: str, check: Callable[[str], bool] | None = None) -> str:
         def repl(m: re.Match[str]) -> str:
@@ -517,7 +555,7 @@ def shingles(text: str, size: int = 5) -> set[str]:
     return {text[i : i + size] for i in range(len(text) - size + 1)}
 
 
-def jaccard(a: set[str], b: set[str]) -> float:
+def jaccard(a: set[Any], b: set[Any]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
@@ -552,7 +590,7 @@ class NearDuplicateFilter:
             dropped += group_dropped
         return kept, dropped
 
-    def _similar(self, a: set[str], b: set[str]) -> bool:
+    def _similar(self, a: set[Any], b: set[Any]) -> bool:
         small, big = sorted((len(a), len(b)))
         return small >= self.threshold * big and jaccard(a, b) >= self.threshold
 
@@ -564,7 +602,8 @@ class NearDuplicateFilter:
         kept_idx: list[int] = []
         dropped: list[Dropped] = []
         for i, st in enumerate(answers):
-            ordered = sorted(st, key=lambda s: (freq[s], s))
+            # Rarest first, ties by text (two stable C-level sorts): one global order.
+            ordered = sorted(sorted(st), key=freq.__getitem__)
             prefix = ordered[: len(ordered) - math.ceil(self.threshold * len(ordered)) + 1]
             match = next(
                 (
@@ -675,13 +714,16 @@ class RaterCapFilter:
     name: str = "rater_cap"
 
     def __call__(self, items: list[Item]) -> tuple[list[Item], list[Dropped]]:
-        groups: dict[tuple[str, str], list[Item]] = defaultdict(list)
+        # Items held for review are capped apart: they may never train, and
+        # counting them would let a rater's share of what does train grow.
+        groups: dict[tuple[str, str, str], list[Item]] = defaultdict(list)
         for item in items:
-            groups[(item_kind(item), split_of(item, self.heldout_fraction))].append(item)
+            held = "review" if item["meta"].get("review") else "ready"
+            groups[(item_kind(item), split_of(item, self.heldout_fraction), held)].append(item)
         kept: list[Item] = []
         dropped: list[Dropped] = []
         for key in sorted(groups):
-            group_kept, group_dropped = self._cap(groups[key], f"{key[0]}/{key[1]}")
+            group_kept, group_dropped = self._cap(groups[key], "/".join(key))
             kept += group_kept
             dropped += group_dropped
         return kept, dropped
@@ -699,7 +741,7 @@ class RaterCapFilter:
             return (len(backers[i]), sha256_hex(rater + items[i]["id"]))
 
         queues = {
-            r: sorted((i for i, b in enumerate(backers) if r in b), key=lambda i, r=r: rank(r, i))
+            r: sorted((i for i, b in enumerate(backers) if r in b), key=functools.partial(rank, r))
             for r in weight
         }
         alive = [True] * len(items)

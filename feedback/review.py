@@ -27,6 +27,7 @@ from feedback.filters import (
     CONTENT_KEYS,
     Dropped,
     Item,
+    RaterCapFilter,
     drop,
     item_content,
     item_kind,
@@ -202,9 +203,11 @@ def apply_review(result: CurationResult, db: Reader) -> CurationResult:
 
     Items waiting for review and still pending are dropped as "awaiting
     review" (and stay in ``needs_review``); rejected ones are dropped as
-    "rejected by <who>", wherever they were. Returns a new result with the
-    report and dataset hash recomputed.
+    "rejected by <who>", wherever they were. The per-rater cap is applied
+    again to the final set. Returns a new result with the report and dataset
+    hash recomputed.
     """
+    heldout_fraction = result.config.heldout_fraction
     decided = {
         row["id"]: row
         for row in db.query(
@@ -220,7 +223,7 @@ def apply_review(result: CurationResult, db: Reader) -> CurationResult:
         if row is not None and row["status"] == "rejected":
             dropped.append(drop(item, "review", _rejected_reason(row)))
         elif row is not None:
-            kept.append(_approved(item, row, result.heldout_fraction))
+            kept.append(_approved(item, row, heldout_fraction))
         else:
             kept.append(item)
     for item in result.needs_review:
@@ -231,22 +234,27 @@ def apply_review(result: CurationResult, db: Reader) -> CurationResult:
         elif row["status"] == "rejected":
             dropped.append(drop(item, "review", _rejected_reason(row)))
         else:
-            kept.append(_approved(item, row, result.heldout_fraction))
+            kept.append(_approved(item, row, heldout_fraction))
     unique: dict[str, Item] = {}
     for item in kept:
         if item["id"] in unique:  # an edit can make two items identical
             dropped.append(drop(item, "exact_duplicate", f"same content as {item['id']} after review edits"))
         else:
             unique[item["id"]] = item
+    # Approved items join the training set: the per-rater cap must hold for the whole of it.
+    capped, over_cap = RaterCapFilter(cap=result.config.rater_cap, heldout_fraction=heldout_fraction)(
+        list(unique.values())
+    )
+    dropped += over_cap
     filter_names = [*result.filters, *([] if "review" in result.filters else ["review"])]
-    context = {k: v for k, v in result.report.items() if k in ("events", "candidates", "raters")}
+    context = {k: v for k, v in result.report.items() if k in ("config", "events", "candidates", "raters")}
     return assemble(
-        list(unique.values()),
+        capped,
         still_pending,
         dropped,
         filter_names=filter_names,
         context=context,
-        heldout_fraction=result.heldout_fraction,
+        config=result.config,
     )
 
 

@@ -47,6 +47,7 @@ TINY_SERVER_ENV = {
     "ASSISTANT_FEEDBACK_RATE_PER_MINUTE": "1000000",
     "ASSISTANT_CHAT_RATE_PER_MINUTE": "100000",
     "ASSISTANT_THREADS": "1",
+    "ASSISTANT_DEFAULT_MAX_TOKENS": "32",  # the UI's default answer length: the tiny model rambles
 }
 
 
@@ -56,4 +57,17 @@ def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
     data_dir = tmp_path_factory.mktemp("tiny-server") / "data"
     with running_server(data_dir, model_path=tiny_model_dir, env=TINY_SERVER_ENV) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def real_server(real_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The real bundled model behind a server; its data dir reuses the converted model cache (a symlink)."""
+    from tests.server import link_model_cache, running_server
+
+    data_dir = tmp_path_factory.mktemp("real-server") / "data"
+    link_model_cache(data_dir, real_model_dir.parent)
+    # One torch thread: on a shared 2-core machine, 2 threads slow to a crawl once anything else runs.
+    env = {"ASSISTANT_CHAT_RATE_PER_MINUTE": "100000", "ASSISTANT_THREADS": "1"}
+    with running_server(data_dir, model_path=None, env=env) as server:
         yield server

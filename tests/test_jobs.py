@@ -1,4 +1,4 @@
-"""Training jobs as real subprocesses on the tiny model: run, progress, not enough data, cancel, kill/reap/resume.
+"""Training jobs as real subprocesses on the tiny model: run, progress, too little data, cancel, kill, resume.
 
     .venv/bin/pytest tests/test_jobs.py -q
 
@@ -8,9 +8,12 @@ cancel or kill it mid-training.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +26,7 @@ from assistant.settings import Settings
 from tests.test_training import tiny_config, write_datasets
 from training import JobAlreadyRunningError
 from training.config import SFTSettings
-from training.jobs import JobManager
+from training.jobs import JobManager, connect, transaction
 from training.pipeline import version_ids
 
 
@@ -34,7 +37,8 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def jobs(settings: Settings, tiny_model_dir: Path) -> JobManager:
-    return JobManager(settings, tiny_model_dir, stale_after_s=60, cancel_wait_s=20, heartbeat_s=0.5)
+    # nice=0: on a shared test box a niced job would wait behind every other process.
+    return JobManager(settings, tiny_model_dir, stale_after_s=60, cancel_wait_s=20, heartbeat_s=0.5, nice=0)
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 90.0) -> Any:
@@ -49,13 +53,59 @@ def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 90.0) -> An
 
 def slow_config(**sft: Any) -> Any:
     """SFT only, paused between steps: a window to cancel or kill the job mid-training."""
-    settings = {"max_steps": 40, "batch_size": 4, "learning_rate": 1e-2, "max_length": 96, "save_steps": 2, **sft}
+    settings = {
+        "max_steps": 40,
+        "batch_size": 4,
+        "learning_rate": 1e-2,
+        "max_length": 96,
+        "save_steps": 2,
+        **sft,
+    }
     return tiny_config(preference="none", step_pause_s=0.4, sft=SFTSettings(**settings))
 
 
-def test_a_job_runs_to_a_new_version(jobs: JobManager, settings: Settings, tmp_path: Path) -> None:
-    datasets = write_datasets(tmp_path / "datasets", sft=12, dpo=8)
-    job_id = jobs.start(tiny_config(), datasets)
+def seed_feedback(db_path: Path, topics: list[str]) -> None:
+    """Users correct one answer each: every correction becomes an SFT item, a DPO pair and a KTO 👎."""
+    from feedback.store import Store
+
+    with Store(db_path) as store:
+        for i, topic in enumerate(topics):
+            rater = f"user{i % 6}"  # curation caps each rater's share of the data
+            conversation = store.create_conversation(rater)
+            question = f"How do {topic} work?"
+            asked = store.record_message(conversation_id=conversation, role="user", content=question)
+            answer = store.record_message(
+                conversation_id=conversation,
+                role="assistant",
+                content=f"Well, {topic} are complicated and I am not sure.",
+                parent_id=asked,
+                prompt=[{"role": "user", "content": question}],
+            )
+            store.add_rating(
+                message_id=answer,
+                rater=rater,
+                rating="down",
+                correction=f"In short: {topic} follow simple rules.",
+            )
+
+
+TOPICS = [
+    "volcanoes",
+    "tides",
+    "bread",
+    "magnets",
+    "rainbows",
+    "glaciers",
+    "bees",
+    "comets",
+    "coffee",
+    "clouds",
+]
+
+
+def test_a_job_curates_feedback_and_publishes_a_version(jobs: JobManager, settings: Settings) -> None:
+    seed_feedback(settings.db_path, TOPICS)
+    job_id = jobs.start(tiny_config())  # no datasets_dir: the job curates and exports the feedback itself
     job = jobs.wait(job_id, timeout_s=120)
     assert job["status"] == "succeeded", (job["error"], Path(job["log_path"]).read_text()[-3000:])
     assert job["version"] == "v0001" and job["finished_at"] and job["error"] is None
@@ -74,6 +124,8 @@ def test_a_job_runs_to_a_new_version(jobs: JobManager, settings: Settings, tmp_p
     version_dir = settings.adapters_dir / "v0001"
     manifest = json.loads((version_dir / "manifest.json").read_text())
     assert manifest["job_id"] == job_id
+    export = json.loads((settings.jobs_dir / job_id / "datasets" / "manifest.json").read_text())
+    assert manifest["dataset_hash"] == export["dataset_hash"] and export["counts"]["sft.jsonl"] >= 8
     assert all(sha256_file(version_dir / name) == digest for name, digest in manifest["files"].items())
     assert "progress" in Path(job["log_path"]).read_text()
 
@@ -87,7 +139,9 @@ def test_too_little_data_ends_not_enough_data(jobs: JobManager, settings: Settin
     assert version_ids(settings.adapters_dir) == []
 
 
-def test_cancel_stops_the_job_and_leaves_no_version(jobs: JobManager, settings: Settings, tmp_path: Path) -> None:
+def test_cancel_stops_the_job_and_leaves_no_version(
+    jobs: JobManager, settings: Settings, tmp_path: Path
+) -> None:
     datasets = write_datasets(tmp_path / "datasets", sft=12)
     job_id = jobs.start(slow_config(), datasets)
     wait_for("training steps", lambda: any((r["step"] or 0) >= 2 for r in jobs.progress(job_id)))
@@ -129,18 +183,25 @@ def test_killed_job_is_reaped_and_resumes_from_its_checkpoint(
         jobs.resume(job_id)
 
 
-def test_a_hung_job_is_killed_when_its_heartbeat_goes_stale(
-    settings: Settings, tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    jobs = JobManager(settings, tiny_model_dir, stale_after_s=3, heartbeat_s=0.5)
-    job_id = jobs.start(slow_config(), write_datasets(tmp_path / "datasets", sft=12))
-    wait_for("training steps", lambda: any((r["step"] or 0) >= 1 for r in jobs.progress(job_id)))
-    pid = jobs.get(job_id)["pid"]
-    os.kill(pid, signal.SIGSTOP)  # hung: alive, but no heartbeat
+def test_a_hung_job_is_killed_when_its_heartbeat_goes_stale(jobs: JobManager) -> None:
+    # A stand-in for a hung job process: alive, named like a job, but its heartbeat is an hour old.
+    job_id = "job_hung"
+    hung = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "training.jobs", job_id])
     try:
-        assert wait_for("the reaper", lambda: jobs.reap(), timeout_s=30) == [job_id]
+        an_hour_ago = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)).isoformat()
+        conn = connect(jobs.db_path)
+        with transaction(conn):
+            conn.execute(
+                "INSERT INTO training_jobs (id, status, pid, created_at, started_at, heartbeat_at) "
+                "VALUES (?, 'running', ?, ?, ?, ?)",
+                [job_id, hung.pid, an_hour_ago, an_hour_ago, an_hour_ago],
+            )
+        conn.close()
+        assert jobs.reap() == [job_id]
+        assert hung.wait(timeout=10) == -signal.SIGKILL  # the reaper killed it
     finally:
-        os.kill(pid, signal.SIGCONT)  # harmless if already dead; lets a SIGKILL'ed process finish dying
+        hung.kill()
+        hung.wait()
     job = jobs.get(job_id)
-    assert job["status"] == "failed" and "no heartbeat" in job["error"]
-    wait_for("the process to exit", lambda: jobs._exit_code(job_id) is not None, timeout_s=10)
+    assert job["status"] == "failed" and "no heartbeat for over 60 s" in job["error"]
+    assert jobs.reap() == []

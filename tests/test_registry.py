@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,23 @@ from feedback.store import Store
 from training.registry import Registry, VersionNotFoundError
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+# What test_canary.py and test_versions_api.py take with `from tests.test_registry import *` (fixtures too).
+__all__ = [
+    "adapter_template", "base_info", "build_template", "corrupt_truncate", "make", "make_version", "registry",
+    "store", "wait_for", "write_manifest",
+]
 
 
 # ---------------------------------------------------------------------------- helpers (shared)
+def wait_for(condition: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return bool(condition())
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -154,7 +169,7 @@ def _corrupt_nan(path: Path, base: dict[str, str]) -> None:
     write_manifest(path, path.name, base)
 
 
-def _corrupt_truncate(path: Path, base: dict[str, str]) -> None:
+def corrupt_truncate(path: Path, base: dict[str, str]) -> None:
     weights = path / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
 
@@ -191,7 +206,7 @@ CORRUPTIONS = {
     "pickle_bin": (_corrupt_pickle, "pickle-capable file"),
     "wrong_base_hash": (_corrupt_base_hash, "trained on base"),
     "nan_weights": (_corrupt_nan, "NaN or infinite"),
-    "truncated": (_corrupt_truncate, "truncated or was modified"),
+    "truncated": (corrupt_truncate, "truncated or was modified"),
     "bad_checksum": (_corrupt_checksum, "does not match its sha256"),
     "unknown_target": (_corrupt_target, r"target modules \['attn_qkv'\] do not exist"),
     "wrong_shape": (_corrupt_shape, "input features"),
@@ -213,24 +228,26 @@ def test_bad_adapter_refused_by_validate(case: str, registry: Registry, adapter_
     assert registry.list_versions() == []
 
 
-@pytest.mark.parametrize("case", list(CORRUPTIONS))
-def test_bad_adapter_never_reaches_the_engine(case: str, registry: Registry, tiny_engine,  # type: ignore[no-untyped-def]
-                                              make, base_info: dict[str, str]) -> None:
-    """A version corrupted after registration is refused at promote time; live stays as it was."""
-    corrupt, message = CORRUPTIONS[case]
+def test_bad_adapters_never_reach_the_engine(registry: Registry, tiny_engine, make,  # type: ignore[no-untyped-def]
+                                            base_info: dict[str, str]) -> None:
+    """A version corrupted after registration is refused at promote/canary/rollback; live stays as it was."""
     router = VersionRouter(registry, tiny_engine)
     make("v0001")
     router.promote("v0001")
-    bad = make("v0002")
-    corrupt(Path(bad["path"]), base_info)
-    with pytest.raises(AdapterRejectedError, match=message):
-        router.promote("v0002", force=True)
-    with pytest.raises(AdapterRejectedError):
-        router.rollback("v0002")
-    assert tiny_engine.live_version == "v0001"
-    assert "v0002" not in tiny_engine.loaded_versions
-    assert registry.live() == "v0001"
-    assert registry.get("v0002")["status"] == "candidate"  # type: ignore[index]
+    for number, (case, (corrupt, message)) in enumerate(CORRUPTIONS.items(), start=2):
+        version = f"v{number:04d}"
+        bad = make(version)
+        corrupt(Path(bad["path"]), base_info)
+        with pytest.raises(AdapterRejectedError, match=message):
+            router.promote(version, force=True)
+        with pytest.raises(AdapterRejectedError, match=message):
+            router.rollback(version)
+        with pytest.raises(AdapterRejectedError, match=message):
+            router.start_canary(version, 0.5)
+        assert tiny_engine.live_version == "v0001", case
+        assert tiny_engine.loaded_versions == {"v0001"}, case
+        assert registry.live() == "v0001" and registry.canary() == (None, 0.0)
+        assert registry.get(version)["status"] == "candidate"  # type: ignore[index]
 
 
 def test_reused_id_with_other_weights_is_refused(registry: Registry, make, adapter_template: Path,  # type: ignore[no-untyped-def]
@@ -256,7 +273,7 @@ def test_sync_registers_new_directories_and_skips_bad_ones(registry: Registry, a
                                                           base_info: dict[str, str]) -> None:
     make_version(registry.adapters_dir, "v0001", adapter_template, base_info)
     bad = make_version(registry.adapters_dir, "v0002", adapter_template, base_info)
-    _corrupt_truncate(bad, base_info)
+    corrupt_truncate(bad, base_info)
     (registry.adapters_dir / ".tmp-job").mkdir()
     assert registry.sync() == ["v0001"]
     assert registry.sync() == []
@@ -291,8 +308,7 @@ def test_promote_rollback_change_live_and_record_history(registry: Registry, tin
     assert history == [("live", "v0001", "alice"), ("live", "v0002", "alice"),
                        ("live", "v0001", "bob"), ("live", None, "bob")]
     # The old live versions are unloaded once nothing runs on them.
-    tiny_engine.call(lambda: None).result()
-    assert tiny_engine.loaded_versions == set()
+    assert wait_for(lambda: tiny_engine.loaded_versions == set())
 
 
 def test_ungated_version_needs_force(registry: Registry, tiny_engine, make) -> None:  # type: ignore[no-untyped-def]
@@ -319,7 +335,8 @@ def test_promoted_adapter_serves_requests(registry: Registry, tiny_engine, make)
     assert handle.result.completion_tokens > 0
 
 
-def test_restart_restores_live_and_canary(store: Store, registry: Registry, tiny_model_dir: Path, make) -> None:  # type: ignore[no-untyped-def]
+def test_restart_restores_live_and_canary(store: Store, registry: Registry, tiny_model_dir: Path,  # type: ignore[no-untyped-def]
+                                          make) -> None:
     from tests.conftest import make_engine
 
     make("v0001")
@@ -345,11 +362,12 @@ def test_restart_restores_live_and_canary(store: Store, registry: Registry, tiny
 
 
 def test_restart_with_a_tampered_live_version_serves_base(store: Store, registry: Registry,  # type: ignore[no-untyped-def]
-                                                          tiny_engine, make, base_info: dict[str, str]) -> None:
+                                                          tiny_engine, make,
+                                                          base_info: dict[str, str]) -> None:
     make("v0001")
     VersionRouter(registry, None).promote("v0001")  # offline (CLI): database only
     assert tiny_engine.live_version == BASE
-    _corrupt_truncate(registry.adapters_dir / "v0001", base_info)
+    corrupt_truncate(registry.adapters_dir / "v0001", base_info)
     report = VersionRouter(registry, tiny_engine).on_startup()
     assert "v0001" in report["errors"] and "truncated" in report["errors"]["v0001"]
     assert tiny_engine.live_version == BASE and tiny_engine.loaded_versions == set()

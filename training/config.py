@@ -86,7 +86,8 @@ class StageSettings:
     max_length: int = 512
     seed: int = 0
     save_steps: int = 10  # checkpoint interval: a killed job resumes from the last one
-    warmup_ratio: float = 0.1
+    # Warmup starts at lr 0, so its first step is wasted; a LoRA starts at B = 0 and needs none.
+    warmup_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         s = self.stage
@@ -140,7 +141,7 @@ class SFTSettings(StageSettings):
     max_length: int = 512
     seed: int = 0
     save_steps: int = 10
-    warmup_ratio: float = 0.05
+    warmup_ratio: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ class DPOSettings(StageSettings):
     max_length: int = 512
     seed: int = 0
     save_steps: int = 8
-    warmup_ratio: float = 0.1
+    warmup_ratio: float = 0.0
     beta: float = 0.1
 
     def __post_init__(self) -> None:
@@ -183,7 +184,7 @@ class KTOSettings(StageSettings):
     max_length: int = 512
     seed: int = 0
     save_steps: int = 10
-    warmup_ratio: float = 0.1
+    warmup_ratio: float = 0.0
     beta: float = 0.1
     desirable_weight: float = 1.0
     undesirable_weight: float = 1.0

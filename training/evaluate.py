@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.regression_checks import load_suite, run_check, score_suite
+from training.regression_checks import is_refusal, load_suite, run_check, score_suite
 
 BASE = "base"  # the name of the base model (no adapter) in reports
 CANDIDATE_ADAPTER = "gate_candidate"  # PEFT names that cannot occur inside a parameter name (FACTS.md)
@@ -79,6 +79,8 @@ class GateConfig:
         own "min_words" wins); one vacuous sentence falls short of it.
     max_suite_items: answer at most this many suite items (0 = all), a deterministic sample by id that
         takes the categories in turn so each stays represented.
+    system_prompt: prepended to suite items without one; None means what the chat UI sends by default
+        (assistant.presets), because that is what users and the curated training prompts see.
     """
 
     min_preference_gain: float = 0.0
@@ -95,6 +97,8 @@ class GateConfig:
     dtype: str = "float32"  # bf16 changes greedy answers (FACTS.md): keep fp32 for a fair comparison
     threads: int = 0  # torch threads; 0 = leave torch's setting alone
     max_examples: int = 3  # regressed answers shown per failed criterion
+    # System prompt for suite items that have none: None = the server's default (presets), "" = none.
+    system_prompt: str | None = None
 
     def __post_init__(self) -> None:
         _check(
@@ -575,11 +579,15 @@ def generate_answers(
 
 @dataclass
 class RegressionResult:
+    """One model's answers to the suite and their rates."""
+
     rates: dict[str, float]  # per category + "overall" (score_suite)
+    over_refusal: float | None  # share of must-not-refuse prompts refused; None: no such items
     informativeness: float | None  # None: no open questions in the suite
     distinct: float
     answers: dict[str, str]
     passed: dict[str, bool]  # item id -> check passed
+    refused: dict[str, bool]  # must-not-refuse item id -> refused
     informative: dict[str, bool]  # open-question item id -> informative
 
 
@@ -591,14 +599,37 @@ def score_answers(
     informative = {
         str(i["id"]): is_informative(answers.get(str(i["id"]), ""), i, floor_words) for i in open_items
     }
+    # An empty answer also fails "not_refuses"; this counts only real refusals ("I can't help with that").
+    refused = {
+        str(i["id"]): is_refusal(answers.get(str(i["id"]), ""))
+        for i in suite
+        if i["check"].get("kind") == "not_refuses"
+    }
     return RegressionResult(
         rates=score_suite(answers, suite),
+        over_refusal=sum(refused.values()) / len(refused) if refused else None,
         informativeness=sum(informative.values()) / len(informative) if informative else None,
         distinct=distinct_share([answers.get(str(i["id"]), "") for i in suite]),
         answers=dict(answers),
         passed={str(i["id"]): run_check(answers.get(str(i["id"]), ""), dict(i["check"])) for i in suite},
+        refused=refused,
         informative=informative,
     )
+
+
+def suite_conversations(suite: Sequence[Mapping[str, Any]], system_prompt: str | None) -> list[Messages]:
+    """The suite's messages, with `system_prompt` (None: the server's default) where an item has none."""
+    if system_prompt is None:
+        from assistant.presets import Presets, compose_system_prompt
+
+        system_prompt = compose_system_prompt(None, Presets())
+    conversations = []
+    for item in suite:
+        messages = [dict(m) for m in item["messages"]]
+        if system_prompt and messages[0]["role"] != "system":
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        conversations.append(messages)
+    return conversations
 
 
 def regression_rates(
@@ -614,7 +645,7 @@ def regression_rates(
         texts = generate_answers(
             model,
             tokenizer,
-            [list(i["messages"]) for i in suite],
+            suite_conversations(suite, config.system_prompt),
             max_new_tokens=config.max_new_tokens,
             batch_size=config.batch_size,
         )
@@ -742,7 +773,7 @@ def format_report(report: GateReport) -> str:
         ]
     for warning in report.warnings:
         lines.append(f"warning: {warning}")
-    timing = ", ".join(f"{k} {v:.1f}" for k, v in report.timing.items() if k != "total_s")
+    timing = ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in report.timing.items() if k != "total_s")
     lines += ["", f"time: {report.timing.get('total_s', 0.0):.1f} s ({timing})"]
     return "\n".join(lines)
 
@@ -801,45 +832,198 @@ def _manifest_warnings(paths: Mapping[str, Path], base_model_dir: Path) -> list[
     return warnings
 
 
-def _rate_criterion(name: str, live: float | None, candidate: float | None, tolerance: float) -> Criterion:
+def _rate_criterion(
+    name: str, live: float | None, candidate: float | None, tolerance: float, higher_is_better: bool = True
+) -> Criterion:
+    """The candidate may be worse than live by at most `tolerance` (in the metric's bad direction)."""
     if live is None or candidate is None:
         return Criterion(name, SKIPPED, "no items")
-    floor = live - tolerance
-    ok = candidate >= floor - 1e-9
-    sign = ">=" if ok else "<"
-    return Criterion(
-        name,
-        PASS if ok else FAIL,
-        f"candidate {candidate:.3f} {sign} live {live:.3f} - tolerance {tolerance:.3f}",
-    )
+    if higher_is_better:
+        ok = candidate >= live - tolerance - 1e-9
+        reason = (
+            f"candidate {candidate:.3f} {'>=' if ok else '<'} live {live:.3f} - tolerance {tolerance:.3f}"
+        )
+    else:
+        ok = candidate <= live + tolerance + 1e-9
+        reason = (
+            f"candidate {candidate:.3f} {'<=' if ok else '>'} live {live:.3f} + tolerance {tolerance:.3f}"
+        )
+    return Criterion(name, PASS if ok else FAIL, reason)
 
 
-def _examples(
+def _regressed(
     criterion: str,
     ids: Sequence[str],
-    live_ok: Mapping[str, bool],
-    cand_ok: Mapping[str, bool],
+    live_bad: Mapping[str, bool],
+    cand_bad: Mapping[str, bool],
     suite_by_id: Mapping[str, Mapping[str, Any]],
-    live_answers: Mapping[str, str],
-    cand_answers: Mapping[str, str],
+    live: RegressionResult,
+    candidate: RegressionResult,
     limit: int,
 ) -> list[dict[str, Any]]:
+    """Items that were fine under live and are not under the candidate: what the admin should read."""
     out: list[dict[str, Any]] = []
     for item_id in ids:
         if len(out) >= limit:
             break
-        if live_ok.get(item_id) and not cand_ok.get(item_id):
-            prompt = suite_by_id[item_id]["messages"][-1]["content"]
+        if not live_bad.get(item_id) and cand_bad.get(item_id):
             out.append(
                 {
                     "criterion": criterion,
                     "id": item_id,
-                    "prompt": prompt[:160],
-                    "live": live_answers.get(item_id, "")[:240],
-                    "candidate": cand_answers.get(item_id, "")[:240],
+                    "prompt": str(suite_by_id[item_id]["messages"][-1]["content"])[:160],
+                    "live": live.answers.get(item_id, "")[:240],
+                    "candidate": candidate.answers.get(item_id, "")[:240],
                 }
             )
     return out
+
+
+def judge_regressions(
+    suite: Sequence[Mapping[str, Any]],
+    live: RegressionResult,
+    candidate: RegressionResult,
+    config: GateConfig,
+) -> tuple[list[MetricRow], list[Criterion], list[dict[str, Any]]]:
+    """Metrics, criteria and regressed examples of the regression suite (no model: testable on answers)."""
+    tolerance = config.regression_tolerance
+    suite_by_id = {str(i["id"]): i for i in suite}
+    categories = sorted({str(i["category"]) for i in suite})
+    ids_of = {c: [str(i["id"]) for i in suite if i["category"] == c] for c in categories}
+    metrics: list[MetricRow] = []
+    criteria: list[Criterion] = []
+    examples: list[dict[str, Any]] = []
+
+    def add(
+        name: str, live_value: float | None, cand_value: float | None, n: int, higher: bool = True
+    ) -> None:
+        metrics.append(MetricRow(name, live_value, cand_value, n, higher_is_better=higher))
+        criteria.append(_rate_criterion(name, live_value, cand_value, tolerance, higher))
+
+    def show(ids: Sequence[str], live_bad: Mapping[str, bool], cand_bad: Mapping[str, bool]) -> None:
+        shown = {ex["id"] for ex in examples}  # one example per item, under its first failed criterion
+        ids = [i for i in ids if i not in shown]
+        if criteria[-1].status == FAIL:
+            examples.extend(
+                _regressed(
+                    criteria[-1].name,
+                    ids,
+                    live_bad,
+                    cand_bad,
+                    suite_by_id,
+                    live,
+                    candidate,
+                    config.max_examples,
+                )
+            )
+
+    live_failed = {k: not v for k, v in live.passed.items()}
+    cand_failed = {k: not v for k, v in candidate.passed.items()}
+    for category in categories:
+        add(
+            f"regression:{category}",
+            live.rates.get(category),
+            candidate.rates.get(category),
+            len(ids_of[category]),
+        )
+        show(ids_of[category], live_failed, cand_failed)
+    metrics.append(
+        MetricRow("regression:overall", live.rates.get("overall"), candidate.rates.get("overall"), len(suite))
+    )
+    add("over-refusal", live.over_refusal, candidate.over_refusal, len(live.refused), higher=False)
+    show(list(live.refused), live.refused, candidate.refused)
+    add("informativeness", live.informativeness, candidate.informativeness, len(live.informative))
+    show(
+        list(live.informative),
+        {k: not v for k, v in live.informative.items()},
+        {k: not v for k, v in candidate.informative.items()},
+    )
+    add("distinct answers", live.distinct, candidate.distinct, len(suite))
+    return metrics, criteria, examples
+
+
+def _pooled(d: PreferenceResult, k: PreferenceResult) -> float | None:
+    n = d.n + k.n
+    return (d.accuracy * d.n + k.accuracy * k.n) / n if n else None
+
+
+def judge_preferences(
+    live_dpo: PreferenceResult,
+    live_kto: PreferenceResult,
+    cand_dpo: PreferenceResult,
+    cand_kto: PreferenceResult,
+    config: GateConfig,
+) -> tuple[list[MetricRow], Criterion]:
+    """Pooled DPO + KTO accuracy must beat live's by more than min_preference_gain; too few items: skipped."""
+
+    def row(name: str, attr: str, live: PreferenceResult, cand: PreferenceResult) -> MetricRow:
+        return MetricRow(
+            name, getattr(live, attr) if live.n else None, getattr(cand, attr) if cand.n else None, cand.n
+        )
+
+    live_pref, cand_pref = _pooled(live_dpo, live_kto), _pooled(cand_dpo, cand_kto)
+    n_pref = cand_dpo.n + cand_kto.n
+    metrics = [MetricRow("preference accuracy", live_pref, cand_pref, n_pref)]
+    if cand_dpo.n:
+        metrics += [
+            row("  dpo accuracy", "accuracy", live_dpo, cand_dpo),
+            row("  dpo mean margin (nats)", "mean_margin", live_dpo, cand_dpo),
+            row("  dpo raw accuracy", "raw_accuracy", live_dpo, cand_dpo),
+        ]
+    if cand_kto.n:
+        metrics += [
+            row("  kto accuracy", "accuracy", live_kto, cand_kto),
+            row("  kto mean margin (nats/token)", "mean_margin", live_kto, cand_kto),
+        ]
+    if n_pref < max(1, config.min_pref_items) or live_pref is None or cand_pref is None:
+        reason = f"{n_pref} held-out preference items < min_pref_items {config.min_pref_items}"
+        return metrics, Criterion("preference", SKIPPED, reason)
+    gain = cand_pref - live_pref
+    ok = gain > config.min_preference_gain
+    reason = (
+        f"candidate {cand_pref:.3f} - live {live_pref:.3f} = {gain:+.3f} "
+        f"{'>' if ok else '<='} min gain {config.min_preference_gain:+.3f}"
+    )
+    return metrics, Criterion("preference", PASS if ok else FAIL, reason)
+
+
+def judge_corrections(
+    live: Sequence[SequenceScore], candidate: Sequence[SequenceScore], config: GateConfig
+) -> tuple[list[MetricRow], Criterion]:
+    """Per-token NLL of held-out corrections may rise by at most max_correction_nll_increase."""
+    n = len(candidate)
+    live_nll = correction_nll(live) if n else None
+    cand_nll = correction_nll(candidate) if n else None
+    metrics = (
+        [MetricRow("correction NLL (nats/token)", live_nll, cand_nll, n, higher_is_better=False)] if n else []
+    )
+    if n < max(1, config.min_correction_items) or live_nll is None or cand_nll is None:
+        reason = f"{n} held-out corrections < min_correction_items {config.min_correction_items}"
+        return metrics, Criterion("corrections", SKIPPED, reason)
+    ok = cand_nll <= live_nll + config.max_correction_nll_increase
+    reason = (
+        f"candidate {cand_nll:.3f} {'<=' if ok else '>'} live {live_nll:.3f} "
+        f"+ {config.max_correction_nll_increase:.3f}"
+    )
+    return metrics, Criterion("corrections", PASS if ok else FAIL, reason)
+
+
+def _heldout_scores(
+    model: Any, tokenizer: Any, heldout: Heldout, variants: Sequence[str | None], **kw: Any
+) -> dict[str, dict[str | None, Any]]:
+    """Log-probs of every held-out completion under each variant (None = the base, everyone's reference)."""
+    scores: dict[str, dict[str | None, Any]] = {"dpo": {}, "kto": {}, "sft": {}}
+    for variant in variants:
+        if heldout.dpo:
+            scores["dpo"][variant] = _dpo_scores(model, tokenizer, heldout.dpo, variant, **kw)
+        for kind in ("kto", "sft"):
+            rows = getattr(heldout, kind)
+            if rows:
+                with use_adapter(model, variant):
+                    scores[kind][variant] = sequence_logprobs(
+                        model, tokenizer, [r["prompt"] for r in rows], [r["completion"] for r in rows], **kw
+                    )
+    return scores
 
 
 def evaluate(
@@ -880,61 +1064,37 @@ def evaluate(
     full_suite = list(suite) if suite is not None else load_suite(config.suite_path)
     items = sample_suite(full_suite, config.max_suite_items)
 
-    adapters = {CANDIDATE_ADAPTER: candidate_path}
+    paths = {CANDIDATE_ADAPTER: candidate_path}
     if live_path is not None:
-        adapters[LIVE_ADAPTER] = live_path
-    warnings = _manifest_warnings(
-        {"candidate": candidate_path, **({"live": live_path} if live_path else {})}, base_path
-    )
+        paths[LIVE_ADAPTER] = live_path
+    warnings = _manifest_warnings(paths, base_path)
     t0 = time.monotonic()
-    model, tokenizer = _load_with_adapters(base_path, adapters, config.dtype)
+    model, tokenizer = _load_with_adapters(base_path, paths, config.dtype)
     timing["load_s"] = time.monotonic() - t0
     live_adapter = LIVE_ADAPTER if live_path is not None else None
-    kw = {"batch_size": config.batch_size, "max_length": config.max_length}
 
-    # Held-out log-probs: the base is every adapter's reference, so score it once.
     t0 = time.monotonic()
-    variants = [None, CANDIDATE_ADAPTER] + ([LIVE_ADAPTER] if live_adapter else [])
-    dpo: dict[str | None, tuple[list[SequenceScore], list[SequenceScore]]] = {}
-    kto: dict[str | None, list[SequenceScore]] = {}
-    sft: dict[str | None, list[SequenceScore]] = {}
-    for variant in variants:
-        if heldout.dpo:
-            dpo[variant] = _dpo_scores(model, tokenizer, heldout.dpo, variant, **kw)
-        with use_adapter(model, variant):
-            if heldout.kto:
-                kto[variant] = sequence_logprobs(
-                    model,
-                    tokenizer,
-                    [i["prompt"] for i in heldout.kto],
-                    [i["completion"] for i in heldout.kto],
-                    **kw,
-                )
-            if heldout.sft and variant in (live_adapter, CANDIDATE_ADAPTER):
-                sft[variant] = sequence_logprobs(
-                    model,
-                    tokenizer,
-                    [i["prompt"] for i in heldout.sft],
-                    [i["completion"] for i in heldout.sft],
-                    **kw,
-                )
+    variants = list(dict.fromkeys([None, live_adapter, CANDIDATE_ADAPTER]))
+    scores = _heldout_scores(
+        model, tokenizer, heldout, variants, batch_size=config.batch_size, max_length=config.max_length
+    )
     timing["heldout_s"] = time.monotonic() - t0
+    labels = [bool(i["label"]) for i in heldout.kto]
 
-    def pref(variant: str | None) -> tuple[PreferenceResult, PreferenceResult]:
-        """An adapter is scored against the base as reference; the base itself on raw log-probs."""
-        chosen, rejected = dpo.get(variant, ([], []))
-        ref_c, ref_r = dpo.get(None, ([], [])) if variant is not None else (None, None)
-        d = dpo_stats(chosen, rejected, ref_c, ref_r)
-        labels = [bool(i["label"]) for i in heldout.kto]
-        k = kto_stats(kto.get(variant, []), labels, kto.get(None) if variant is not None else None)
-        return d, k
+    def prefs(variant: str | None) -> tuple[PreferenceResult, PreferenceResult]:
+        """Both sides on one scale: implicit reward against the base, so a base live scores 0.5 (ties).
 
-    live_dpo, live_kto = pref(live_adapter)
-    cand_dpo, cand_kto = pref(CANDIDATE_ADAPTER)
+        The base's raw accuracy (logp_c > logp_r) is reported but not compared: it sits on another scale,
+        and as the rejected answers are mostly the base's own outputs it is near 0: any candidate beats it.
+        """
+        chosen, rejected = scores["dpo"].get(variant, ([], []))
+        dpo = dpo_stats(chosen, rejected, *scores["dpo"].get(None, (None, None)))
+        return dpo, kto_stats(scores["kto"].get(variant, []), labels, scores["kto"].get(None))
 
-    def pooled(d: PreferenceResult, k: PreferenceResult) -> float | None:
-        n = d.n + k.n
-        return (d.accuracy * d.n + k.accuracy * k.n) / n if n else None
+    pref_metrics, pref_criterion = judge_preferences(*prefs(live_adapter), *prefs(CANDIDATE_ADAPTER), config)
+    corr_metrics, corr_criterion = judge_corrections(
+        scores["sft"].get(live_adapter, []), scores["sft"].get(CANDIDATE_ADAPTER, []), config
+    )
 
     t0 = time.monotonic()
     live_reg = regression_rates(model, tokenizer, items, live_adapter, config)
@@ -942,163 +1102,20 @@ def evaluate(
     t0 = time.monotonic()
     cand_reg = regression_rates(model, tokenizer, items, CANDIDATE_ADAPTER, config)
     timing["generate_candidate_s"] = time.monotonic() - t0
+    reg_metrics, reg_criteria, examples = judge_regressions(items, live_reg, cand_reg, config)
 
-    n_pref = len(heldout.dpo) + len(heldout.kto)
-    categories = sorted({str(i["category"]) for i in items})
-    count_by_category = {c: sum(1 for i in items if i["category"] == c) for c in categories}
-    n_open = sum(1 for i in items if is_open_question(i))
-    metrics = [
-        MetricRow(
-            "preference accuracy (pooled)", pooled(live_dpo, live_kto), pooled(cand_dpo, cand_kto), n_pref
-        ),
-        MetricRow(
-            "  dpo accuracy",
-            live_dpo.accuracy if live_dpo.n else None,
-            cand_dpo.accuracy if cand_dpo.n else None,
-            cand_dpo.n,
-        ),
-        MetricRow(
-            "  dpo mean margin (nats)",
-            live_dpo.mean_margin if live_dpo.n else None,
-            cand_dpo.mean_margin if cand_dpo.n else None,
-            cand_dpo.n,
-        ),
-        MetricRow(
-            "  dpo raw accuracy",
-            live_dpo.raw_accuracy if live_dpo.n else None,
-            cand_dpo.raw_accuracy if cand_dpo.n else None,
-            cand_dpo.n,
-        ),
-        MetricRow(
-            "  kto accuracy",
-            live_kto.accuracy if live_kto.n else None,
-            cand_kto.accuracy if cand_kto.n else None,
-            cand_kto.n,
-        ),
-        MetricRow(
-            "correction NLL (nats/token)",
-            correction_nll(sft[live_adapter]) if heldout.sft else None,
-            correction_nll(sft[CANDIDATE_ADAPTER]) if heldout.sft else None,
-            len(heldout.sft),
-            higher_is_better=False,
-        ),
-    ]
-    metrics = [m for m in metrics if m.n or m.name.startswith("preference")]
-    for category in categories:
-        metrics.append(
-            MetricRow(
-                f"regression: {category}",
-                live_reg.rates.get(category),
-                cand_reg.rates.get(category),
-                count_by_category[category],
-            )
-        )
-    metrics += [
-        MetricRow(
-            "regression: overall", live_reg.rates.get("overall"), cand_reg.rates.get("overall"), len(items)
-        ),
-        MetricRow("informativeness", live_reg.informativeness, cand_reg.informativeness, n_open),
-        MetricRow("distinct answers", live_reg.distinct, cand_reg.distinct, len(items)),
-    ]
-
-    criteria: list[Criterion] = []
-    live_pref, cand_pref = pooled(live_dpo, live_kto), pooled(cand_dpo, cand_kto)
-    if n_pref < config.min_pref_items or live_pref is None or cand_pref is None:
-        criteria.append(
-            Criterion(
-                "preference",
-                SKIPPED,
-                f"{n_pref} held-out preference items < min_pref_items {config.min_pref_items}",
-            )
-        )
-    else:
-        gain = cand_pref - live_pref
-        ok = gain > config.min_preference_gain
-        criteria.append(
-            Criterion(
-                "preference",
-                PASS if ok else FAIL,
-                f"candidate {cand_pref:.3f} - live {live_pref:.3f} = {gain:+.3f} "
-                f"{'>' if ok else '<='} min gain {config.min_preference_gain:+.3f}",
-            )
-        )
-    if len(heldout.sft) < config.min_correction_items:
-        criteria.append(
-            Criterion(
-                "corrections",
-                SKIPPED,
-                f"{len(heldout.sft)} held-out corrections < min_correction_items "
-                f"{config.min_correction_items}",
-            )
-        )
-    else:
-        live_nll, cand_nll = correction_nll(sft[live_adapter]), correction_nll(sft[CANDIDATE_ADAPTER])
-        ok = cand_nll <= live_nll + config.max_correction_nll_increase
-        criteria.append(
-            Criterion(
-                "corrections",
-                PASS if ok else FAIL,
-                f"candidate NLL {cand_nll:.3f} {'<=' if ok else '>'} live {live_nll:.3f} + "
-                f"{config.max_correction_nll_increase:.3f}",
-            )
-        )
-    suite_by_id = {str(i["id"]): i for i in items}
-    examples: list[dict[str, Any]] = []
-    for category in categories:
-        crit = _rate_criterion(
-            f"regression:{category}",
-            live_reg.rates.get(category),
-            cand_reg.rates.get(category),
-            config.regression_tolerance,
-        )
-        criteria.append(crit)
-        if crit.status == FAIL:
-            ids = [str(i["id"]) for i in items if i["category"] == category]
-            examples += _examples(
-                crit.name,
-                ids,
-                live_reg.passed,
-                cand_reg.passed,
-                suite_by_id,
-                live_reg.answers,
-                cand_reg.answers,
-                config.max_examples,
-            )
-    crit = _rate_criterion(
-        "informativeness", live_reg.informativeness, cand_reg.informativeness, config.regression_tolerance
-    )
-    criteria.append(crit)
-    if crit.status == FAIL:
-        examples += _examples(
-            crit.name,
-            list(live_reg.informative),
-            live_reg.informative,
-            cand_reg.informative,
-            suite_by_id,
-            live_reg.answers,
-            cand_reg.answers,
-            config.max_examples,
-        )
-    criteria.append(
-        _rate_criterion("distinct answers", live_reg.distinct, cand_reg.distinct, config.regression_tolerance)
-    )
-
+    criteria = [pref_criterion, corr_criterion, *reg_criteria]
     timing["total_s"] = time.monotonic() - started
     return GateReport(
         candidate=str(candidate_path),
         live=str(live_path) if live_path is not None else BASE,
         base_model=str(base_path),
         passed=not any(c.status == FAIL for c in criteria),
-        metrics=metrics,
+        metrics=[*pref_metrics, *corr_metrics, *reg_metrics],
         criteria=criteria,
         timing={k: round(v, 2) for k, v in timing.items()},
         config=config.to_dict(),
-        counts={
-            **heldout.counts(),
-            "suite": len(items),
-            "suite_total": len(full_suite),
-            "open_questions": n_open,
-        },
+        counts={**heldout.counts(), "suite": len(items), "suite_total": len(full_suite)},
         examples=examples,
         answers={"live": live_reg.answers, "candidate": cand_reg.answers},
         warnings=warnings,

@@ -139,6 +139,7 @@ class JobManager:
         stale_after_s: float = 120.0,
         cancel_wait_s: float = 30.0,
         heartbeat_s: float = 5.0,
+        nice: int = JOB_NICE,
     ) -> None:
         self.data_dir = Path(settings.data_dir)
         self.db_path = Path(settings.db_path)
@@ -148,6 +149,7 @@ class JobManager:
         self.stale_after_s = stale_after_s  # no heartbeat for this long: the job is hung or gone
         self.cancel_wait_s = cancel_wait_s  # a cancelled job that has not stopped by then is killed
         self.heartbeat_s = heartbeat_s
+        self.nice = nice  # the job's niceness increment: chats first, training takes the leftover CPU
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
         ensure_schema(self.db_path)
@@ -198,18 +200,28 @@ class JobManager:
     # -- lifecycle -----------------------------------------------------------
 
     def start(
-        self, config: JobConfig | None = None, datasets_dir: Path | None = None, *, parent: str | None = None
+        self,
+        config: JobConfig | None = None,
+        datasets_dir: Path | None = None,
+        *,
+        parent: str | None = None,
+        curation: dict[str, Any] | None = None,
     ) -> str:
         """Queue a job and launch its process; returns its id. JobAlreadyRunningError if one is active.
 
-        datasets_dir: a curated export to train on; None = the job exports the current feedback itself.
+        datasets_dir: a curated export to train on; None = the job curates and exports the feedback in the
+        database itself, with `curation` as CurationConfig keyword arguments.
         parent: the version this one is meant to replace: recorded in its manifest (and trained on with
         JobConfig.init_from_parent).
         """
         config = config or JobConfig()
         self.reap()  # a dead job must not block new ones forever
         job_id = new_job_id()
-        data = {"datasets_dir": str(datasets_dir) if datasets_dir else None, "parent": parent}
+        data = {
+            "datasets_dir": str(datasets_dir) if datasets_dir else None,
+            "parent": parent,
+            "curation": curation,
+        }
         with self._db() as conn, transaction(conn):
             self._refuse_if_active(conn)
             conn.execute(
@@ -365,7 +377,7 @@ class JobManager:
         command = [
             sys.executable, "-m", "training.jobs", "run", job_id,
             "--data-dir", str(self.data_dir), "--model-dir", str(self.model_dir),
-            "--db-path", str(self.db_path), "--heartbeat-s", str(self.heartbeat_s),
+            "--db-path", str(self.db_path), "--heartbeat-s", str(self.heartbeat_s), "--nice", str(self.nice),
         ]  # fmt: skip
         try:
             with self._log(job_id).open("ab") as log:
@@ -520,25 +532,47 @@ class _JobReporter:
         )
 
 
-def export_datasets(db_path: Path, out_dir: Path) -> Path:
-    """Curate the current feedback and export it as TRL datasets into out_dir (a resume reuses them)."""
+def export_datasets(db_path: Path, out_dir: Path, curation: dict[str, Any] | None = None) -> Path:
+    """Curate the feedback in the database and export TRL datasets into out_dir; a resume reuses them.
+
+    `curation`: CurationConfig keyword arguments. Items that wait for review are queued for it and do not
+    train until approved (feedback/review.py).
+    """
     if (out_dir / "manifest.json").is_file():
         return out_dir  # a resumed job trains on the data it started with
-    from feedback.export import export_datasets as export  # lazily: the curation stack is heavy
+    # Imported here: only a job that curates for itself needs the curation stack.
+    from feedback.curate import CurationConfig, curate
+    from feedback.export import export_datasets as export
+    from feedback.review import apply_review, sync_queue
+    from feedback.store import Store
 
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    export(db_path, tmp)
+    store = Store(db_path, synchronous="NORMAL")
+    try:
+        result = curate(store.events(), CurationConfig(**(curation or {})))
+        sync_queue(result, store, store.write)
+        export(apply_review(result, store), tmp)
+    finally:
+        store.close()
     os.replace(tmp, out_dir)
     return out_dir
 
 
-def run_job(job_id: str, data_dir: Path, model_dir: Path, db_path: Path, heartbeat_s: float = 5.0) -> int:
+def run_job(
+    job_id: str,
+    data_dir: Path,
+    model_dir: Path,
+    db_path: Path,
+    heartbeat_s: float = 5.0,
+    nice: int = JOB_NICE,
+) -> int:
     """The job process: claim the job, train, publish, report. Returns the process exit code."""
     from training.pipeline import discard_outputs, run_pipeline
 
-    with contextlib.suppress(OSError):
-        os.nice(JOB_NICE)
+    if nice:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
     job_dir = data_dir / "jobs" / job_id
     adapters_dir = data_dir / "adapters"
     reporter = _JobReporter(db_path, job_id, heartbeat_s)
@@ -557,7 +591,10 @@ def run_job(job_id: str, data_dir: Path, model_dir: Path, db_path: Path, heartbe
 
     try:
         given = data.get("datasets_dir")
-        datasets_dir = Path(given) if given else export_datasets(db_path, job_dir / "datasets")
+        if given:
+            datasets_dir = Path(given)
+        else:
+            datasets_dir = export_datasets(db_path, job_dir / "datasets", data.get("curation"))
         if should_stop():
             raise TrainingCancelled("cancelled before training")
         result = run_pipeline(
@@ -602,9 +639,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--model-dir", type=Path, required=True)
     run.add_argument("--db-path", type=Path, help="default: DATA_DIR/assistant.db")
     run.add_argument("--heartbeat-s", type=float, default=5.0)
+    run.add_argument("--nice", type=int, default=JOB_NICE, help="niceness increment (default %(default)s)")
     args = parser.parse_args(argv)
     db_path = args.db_path or args.data_dir / "assistant.db"
-    return run_job(args.job_id, args.data_dir, args.model_dir, db_path, args.heartbeat_s)
+    return run_job(args.job_id, args.data_dir, args.model_dir, db_path, args.heartbeat_s, args.nice)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ ProgressFn = Callable[[dict[str, Any]], None]
 INSTRUCTIONS_PATH = Path(__file__).parent / "data" / "instructions.jsonl"
 DATASET_FILES = {"sft": "sft.jsonl", "dpo": "dpo.jsonl", "kto": "kto.jsonl"}
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
-STAGE_DIRS = ("data", "sft", "dpo", "kto")  # what a job writes into its dir, besides its log
+STAGE_DIRS = ("datasets", "datasets.tmp", "data", "sft", "dpo", "kto")  # a job's outputs, bar its log
 VERSION_RE = re.compile(r"^v(\d{4,})$")
 
 

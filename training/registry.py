@@ -4,7 +4,8 @@ A version is a directory `adapters/<id>/` (written by a training job to a temp n
 place) holding `adapter_model.safetensors`, `adapter_config.json` and `manifest.json`:
 
     {"id": "v0003", "parent": "v0002", "base_model_id": ..., "base_hash": ..., "dataset_hash": ...,
-     "configs": {...}, "metrics": {...}, "created_at": ..., "files": {"adapter_model.safetensors": sha256, ...}}
+     "configs": {...}, "metrics": {...}, "created_at": ...,
+     "files": {"adapter_model.safetensors": sha256, ...}}
 
 `validate(path)` checks a directory *before anything loads it* and raises AdapterRejectedError saying what is
 wrong: pickle-capable files present, manifest missing or for another base model, a file whose sha256 does
@@ -150,8 +151,9 @@ class Registry:
                 continue
             if item.suffix.lower() in UNSAFE_SUFFIXES:
                 raise AdapterRejectedError(
-                    f"{where}: {rel} is a pickle-capable file ({item.suffix}), which can run code when loaded; "
-                    "only safetensors weights are accepted — save with safe_serialization=True and remove it"
+                    f"{where}: {rel} is a pickle-capable file ({item.suffix}), which can run code when "
+                    "loaded; only safetensors weights are accepted — save with safe_serialization=True "
+                    "and remove it"
                 )
             present[rel] = item
         manifest = self._read_manifest(path, where)
@@ -169,14 +171,14 @@ class Registry:
             if required not in files:
                 raise AdapterRejectedError(f"{where}: manifest.json does not list {required}")
         for name, expected in files.items():
-            item = present.get(name)
-            if item is None:
+            listed = present.get(name)
+            if listed is None:
                 raise AdapterRejectedError(f"{where}: {name} is listed in manifest.json but missing")
-            actual = sha256_file(item)
-            if actual != expected:
+            if sha256_file(listed) != expected:
                 raise AdapterRejectedError(
-                    f"{where}: {name} does not match its sha256 in manifest.json (size {item.stat().st_size} "
-                    "bytes) — the file is truncated or was modified; re-copy or retrain the version"
+                    f"{where}: {name} does not match its sha256 in manifest.json "
+                    f"(size {listed.stat().st_size} bytes) — the file is truncated or was modified; "
+                    "re-copy or retrain the version"
                 )
         for rel in present:
             if rel != MANIFEST and rel not in files and not rel.lower().endswith(DOC_SUFFIXES):
@@ -184,8 +186,8 @@ class Registry:
                     f"{where}: {rel} is not listed in manifest.json; a version holds only the files its "
                     "manifest names (with their sha256)"
                 )
-        config = self._check_config(path / ADAPTER_CONFIG, where)
-        self._check_tensors(path / WEIGHTS, config, where)
+        self._check_config(path / ADAPTER_CONFIG, where)
+        self._check_tensors(path / WEIGHTS, where)
         return manifest
 
     def _read_manifest(self, path: Path, where: str) -> dict[str, Any]:
@@ -249,45 +251,51 @@ class Registry:
             raise AdapterRejectedError(f"{where}: adapter_config.json has no target_modules")
         for key in ("modules_to_save",):
             extra = config.get(key) or []
-            unknown = sorted(str(m) for m in extra if m not in self._leaf_names and m not in self.base_modules)
+            unknown = sorted(
+                str(m) for m in extra if m not in self._leaf_names and m not in self.base_modules
+            )
             if unknown:
                 raise AdapterRejectedError(f"{where}: {key} {unknown} do not exist in the base model")
         return config
 
-    def _check_tensors(self, weights: Path, config: dict[str, Any], where: str) -> None:
+    def _check_tensors(self, weights: Path, where: str) -> None:
+        """Shapes from the header against the base model first, then every value finite."""
         from safetensors import SafetensorError, safe_open
 
         try:
-            handle = safe_open(str(weights), framework="pt")
-        except (SafetensorError, OSError, ValueError) as exc:
+            header = safetensors_header(weights)
+        except (OSError, ValueError) as exc:
             raise AdapterRejectedError(f"{where}: {WEIGHTS} cannot be read as safetensors ({exc})") from None
         lora_tensors = 0
-        with handle as f:
-            names = list(f.keys())
-            for name in names:
-                module, kind = _split_tensor_name(name)
-                base_shape = self.base_modules.get(module)
-                if base_shape is None:
-                    raise AdapterRejectedError(
-                        f"{where}: tensor {name} targets module {module!r}, which the base model does not have"
-                    )
-                shape = tuple(int(d) for d in f.get_slice(name).get_shape())
-                problem = _shape_problem(kind, shape, base_shape)
-                if problem:
-                    raise AdapterRejectedError(
-                        f"{where}: tensor {name} has shape {list(shape)} but {problem} "
-                        f"(base weight {list(base_shape)}); it was trained for a different model"
-                    )
-                lora_tensors += kind.startswith("lora")
-                tensor = f.get_tensor(name)
-                if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
-                    raise AdapterRejectedError(
-                        f"{where}: tensor {name} holds NaN or infinite values; training diverged — "
-                        "lower the learning rate and retrain"
-                    )
+        for name, info in header.items():
+            module, kind = _split_tensor_name(name)
+            base_shape = self.base_modules.get(module)
+            if base_shape is None:
+                raise AdapterRejectedError(
+                    f"{where}: tensor {name} targets module {module!r}, which the base model lacks"
+                )
+            shape = tuple(int(d) for d in info.get("shape", ()))
+            problem = _shape_problem(kind, shape, base_shape)
+            if problem:
+                raise AdapterRejectedError(
+                    f"{where}: tensor {name} has shape {list(shape)} but {problem} "
+                    f"(base weight {list(base_shape)}); it was trained for a different model"
+                )
+            lora_tensors += kind.startswith("lora")
         if lora_tensors == 0:
             raise AdapterRejectedError(f"{where}: {WEIGHTS} holds no LoRA weights")
-        _check_rank_pairs(weights, where)
+        _check_rank_pairs(header, where)
+        try:
+            with safe_open(str(weights), framework="pt") as f:
+                for name in f.keys():  # noqa: SIM118 (a safe_open handle is not a dict)
+                    tensor = f.get_tensor(name)
+                    if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                        raise AdapterRejectedError(
+                            f"{where}: tensor {name} holds NaN or infinite values; training diverged — "
+                            "lower the learning rate and retrain"
+                        )
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise AdapterRejectedError(f"{where}: {WEIGHTS} cannot be read as safetensors ({exc})") from None
 
     # -------------------------------------------------------------- versions
     def register(self, path: Path | str) -> dict[str, Any]:
@@ -327,7 +335,7 @@ class Registry:
         row = {
             "id": version,
             "parent": manifest.get("parent"),
-            "path": str(target),
+            "path": str(target.resolve()),
             "base_model_id": manifest["base_model_id"],
             "base_hash": manifest["base_hash"],
             "dataset_hash": manifest.get("dataset_hash"),
@@ -366,6 +374,12 @@ class Registry:
             if self._bad_dirs.get(str(item)) == mtime:
                 continue
             try:
+                found = _read_json(item / MANIFEST)
+                named = found.get("id") if isinstance(found, dict) else None
+                if named is not None and named != item.name:
+                    raise AdapterRejectedError(
+                        f"{item} holds version {named!r}; a version directory is named after its id"
+                    )
                 added.append(self.register(item)["id"])
             except AdapterRejectedError as exc:
                 self._bad_dirs[str(item)] = mtime
@@ -376,10 +390,14 @@ class Registry:
         """Validate a registered version's directory as it is now and check it is still the registered
         one (same manifest): run before every load. Returns the row."""
         row = self.require(version)
-        manifest = self.validate(row["path"])
+        path = Path(row["path"])
+        if not path.is_dir() and (self.adapters_dir / version).is_dir():
+            path = self.adapters_dir / version  # the data directory was moved since registration
+        row["path"] = str(path)
+        manifest = self.validate(path)
         if manifest != row["manifest"]:
             raise AdapterRejectedError(
-                f"adapter {version!r}: {row['path']} no longer holds the registered version (its manifest "
+                f"adapter {version!r}: {path} no longer holds the registered version (its manifest "
                 "changed); versions are immutable — register the new adapter under a new id"
             )
         return row
@@ -406,8 +424,8 @@ class Registry:
         row = self.get(version)
         if row is None:
             raise VersionNotFoundError(
-                f"version {version!r} is not registered; GET /admin/versions or `python -m assistant versions` "
-                "lists them"
+                f"version {version!r} is not registered; GET /admin/versions or "
+                "`python -m assistant versions` lists them"
             )
         return row
 
@@ -438,7 +456,9 @@ class Registry:
     def set_status(self, version: str, status: str) -> None:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        self.store.write(lambda db: db.execute("UPDATE versions SET status = ? WHERE id = ?", [status, version]))
+        self.store.write(
+            lambda db: db.execute("UPDATE versions SET status = ? WHERE id = ?", [status, version])
+        )
 
     def next_version_id(self) -> str:
         """The next free `vNNNN` id (one past the highest in the database or on disk, temp dirs included)."""
@@ -499,7 +519,8 @@ class Registry:
         def fn(db: Any) -> None:
             for name, (version, share) in changes.items():
                 db.execute(
-                    """INSERT INTO aliases (name, version, share, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)
+                    """INSERT INTO aliases (name, version, share, updated_at, updated_by)
+                       VALUES (?, ?, ?, ?, ?)
                        ON CONFLICT(name) DO UPDATE SET version = excluded.version, share = excluded.share,
                        updated_at = excluded.updated_at, updated_by = excluded.updated_by""",
                     [name, version, share, now, by],
@@ -559,9 +580,8 @@ def _shape_problem(kind: str, shape: tuple[int, ...], base: tuple[int, ...]) -> 
     return None if shape[0] == base[1] else f"lora_embedding_B must give the {base[1]}-dim embedding"
 
 
-def _check_rank_pairs(weights: Path, where: str) -> None:
+def _check_rank_pairs(header: dict[str, Any], where: str) -> None:
     """lora_A's rank (rows) must equal lora_B's rank (columns) for every module."""
-    header = safetensors_header(weights)
     ranks: dict[tuple[str, str], dict[str, int]] = {}
     for name, info in header.items():
         module, kind = _split_tensor_name(name)

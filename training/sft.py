@@ -130,6 +130,7 @@ def trainer_args(settings: StageSettings, out_dir: Path, steps: int) -> dict[str
         "fp16": False,
         "report_to": [],
         "gradient_checkpointing": False,  # TRL turns it on by default; it only costs time at this size
+        "activation_checkpointing": False,  # its new name in transformers 5 (the old one warns alone)
         "per_device_train_batch_size": settings.batch_size,
         "gradient_accumulation_steps": 1,
         "learning_rate": settings.learning_rate,

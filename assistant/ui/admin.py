@@ -10,8 +10,10 @@ import pandas as pd
 
 from ..context import AppContext
 from .chat import TAG_CHOICES
+from .data_tab import build_data_tab
 from .models_tab import build_models_tab
 from .session import require_admin
+from .training_tab import build_training_tab
 
 FEEDBACK_COLUMNS = ["created_at", "rater", "rating", "stars", "tags", "comment", "adapter_version", "content"]
 
@@ -27,7 +29,8 @@ def feedback_view(
         adapter_version=version.strip() or None, limit=50, offset=(page - 1) * 50,
     )
     table = pd.DataFrame(
-        [{c: (", ".join(r.get(c) or []) if c == "tags" else r.get(c)) for c in FEEDBACK_COLUMNS} for r in rows],
+        [{c: (", ".join(r.get(c) or []) if c == "tags" else r.get(c)) for c in FEEDBACK_COLUMNS}
+         for r in rows],
         columns=FEEDBACK_COLUMNS,
     )
     counts = ctx.store.feedback_counts()
@@ -44,7 +47,7 @@ def feedback_view(
 def build_feedback_tab(ctx: AppContext, session_state: gr.State) -> None:
     with gr.Row():
         rater = gr.Textbox(label="Rater", scale=1)
-        tag = gr.Dropdown([("any", "")] + TAG_CHOICES, value="", label="Tag", scale=1)
+        tag = gr.Dropdown([("any", ""), *TAG_CHOICES], value="", label="Tag", scale=1)
         rating = gr.Dropdown([("any", ""), ("👍", "up"), ("👎", "down")], value="", label="Verdict", scale=1)
         version = gr.Textbox(label="Model version", scale=1)
         page = gr.Number(1, label="Page", precision=0, minimum=1, scale=1)
@@ -58,7 +61,13 @@ def build_feedback_tab(ctx: AppContext, session_state: gr.State) -> None:
         lambda s, *a: feedback_view(ctx, s, *a),
         [session_state, rater, tag, rating, version, page],
         [table, by_tag, daily, summary],
+        api_name="feedback_refresh",
     )
 
 
-ADMIN_TABS: list[tuple[str, Any]] = [("Feedback", build_feedback_tab), ("Models", build_models_tab)]
+ADMIN_TABS: list[tuple[str, Any]] = [
+    ("Feedback", build_feedback_tab),
+    ("Data", build_data_tab),
+    ("Training", build_training_tab),
+    ("Models", build_models_tab),
+]

@@ -23,7 +23,7 @@ def admin_tabs() -> list[AdminTab]:
 
 def build_ui(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title="Assistant", analytics_enabled=False) as demo:
-        session_state = gr.State(new_session())
+        session_state = gr.State(new_session)  # a callable: a fresh session (and rater id) per client
         with gr.Row():
             gr.Markdown(f"### Assistant · `{ctx.model_id}`")
             signed = gr.Markdown("Not signed in.", elem_id="signed-in")

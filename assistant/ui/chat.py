@@ -137,9 +137,8 @@ def chat_turn(
     result = turn.handle.result
     answer["content"] = result.text
     seconds = result.latency_ms / 1000
-    status = (
-        f"{ctx.model_id} · {version_label(turn.version)} · {result.completion_tokens} tokens in {seconds:.1f} s"
-    )
+    tokens = result.completion_tokens
+    status = f"{ctx.model_id} · {version_label(turn.version)} · {tokens} tokens in {seconds:.1f} s"
     yield [*history, answer], session, status
 
 
@@ -180,10 +179,31 @@ def rate_answer(
     return f"Saved your rating of the answer by {version_label(message.get('adapter_version') or BASE)}."
 
 
-def on_like(ctx: AppContext, session: dict[str, Any], data: gr.LikeData) -> tuple[dict[str, Any], str]:
+def message_id_at(history: list[dict[str, Any]] | None, index: Any) -> str | None:
+    """The id of the answer at `index` of the chat history (what like/select events point at)."""
+    if isinstance(index, (list, tuple)):
+        index = index[0] if index else None
+    if not isinstance(index, int) or not history or not 0 <= index < len(history):
+        return None
+    message = history[index]
+    if not isinstance(message, dict) or message.get("role") != "assistant":
+        return None
+    return (message.get("metadata") or {}).get("id")
+
+
+def event_message_id(data: gr.EventData, history: list[dict[str, Any]] | None) -> str | None:
+    """Gradio's like/select events carry the message's index and content, not the message: look it up."""
+    value = getattr(data, "value", None)
+    if isinstance(value, dict) and (value.get("metadata") or {}).get("id"):
+        return value["metadata"]["id"]
+    return message_id_at(history, getattr(data, "index", None))
+
+
+def on_like(
+    ctx: AppContext, session: dict[str, Any], data: gr.LikeData, history: list[dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], str]:
     """👍/👎 on a chat bubble. `liked == ""` means the user took the vote back."""
-    value = data.value if isinstance(data.value, dict) else {}
-    message_id = (value.get("metadata") or {}).get("id") if value else None
+    message_id = event_message_id(data, history)
     session = dict(session)
     if message_id:
         session["selected"] = message_id
@@ -192,9 +212,10 @@ def on_like(ctx: AppContext, session: dict[str, Any], data: gr.LikeData) -> tupl
     return session, "Vote removed from view (your earlier vote stays in the history)."
 
 
-def on_select(session: dict[str, Any], data: gr.SelectData) -> tuple[dict[str, Any], str]:
-    value = data.value if isinstance(data.value, dict) else {}
-    message_id = (value.get("metadata") or {}).get("id")
+def on_select(
+    session: dict[str, Any], data: gr.SelectData, history: list[dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], str]:
+    message_id = event_message_id(data, history)
     if not message_id:
         return session, "Select an answer (not your own message) to rate it."
     return {**session, "selected": message_id}, f"Selected answer `{message_id}` for rating."
@@ -242,22 +263,41 @@ def compare_answers(
         {"role": "system", "content": compose_system_prompt(system_prompt, Presets())},
         {"role": "user", "content": prompt},
     ]
-    params = [SamplingParams(max_tokens=ctx.engine.default_max_tokens, temperature=max(0.3, float(temperature)))
-              for _ in versions]
+    params = [
+        SamplingParams(max_tokens=ctx.engine.default_max_tokens, temperature=max(0.3, float(temperature)))
+        for _ in versions
+    ]
     session = dict(session)
     try:
-        first = start_turn(ctx, messages, params[0], owner=session_rater(session), source="compare",
-                           conversation_id=None, version=versions[0])
-        second = start_turn(ctx, messages, params[1], owner=session_rater(session), source="compare",
-                            conversation_id=first.conversation_id, version=versions[1],
-                            user_message_id=first.user_message_id)
+        first = start_turn(
+            ctx,
+            messages,
+            params[0],
+            owner=session_rater(session),
+            source="compare",
+            conversation_id=None,
+            version=versions[0],
+        )
+        second = start_turn(
+            ctx,
+            messages,
+            params[1],
+            owner=session_rater(session),
+            source="compare",
+            conversation_id=first.conversation_id,
+            version=versions[1],
+            user_message_id=first.user_message_id,
+        )
         texts = [first.text(ctx.settings.request_timeout_s), second.text(ctx.settings.request_timeout_s)]
     except AssistantError as exc:
         raise gr.Error(str(exc)) from None
     session["conversations"] = [*session.get("conversations", []), first.conversation_id][-50:]
     session["compare"] = [first.message_id, second.message_id]
-    return texts[0], texts[1], session, (
-        f"A: {version_label(first.version)} · B: {version_label(second.version)}. Which is better?"
+    return (
+        texts[0],
+        texts[1],
+        session,
+        (f"A: {version_label(first.version)} · B: {version_label(second.version)}. Which is better?"),
     )
 
 
@@ -267,7 +307,9 @@ def vote_compare(ctx: AppContext, session: dict[str, Any], winner: str) -> tuple
         raise gr.Error("Ask for two answers first.")
     for message_id in pair:
         owned_message(ctx, session, message_id)
-    ctx.store.add_comparison(message_a=pair[0], message_b=pair[1], winner=winner, rater=session_rater(session))
+    ctx.store.add_comparison(
+        message_a=pair[0], message_b=pair[1], winner=winner, rater=session_rater(session)
+    )
     return {**session, "compare": None}, f"Vote saved: {winner.replace('_', ' ')}."
 
 
@@ -286,15 +328,20 @@ def build_chat_tab(ctx: AppContext, session_state: gr.State) -> None:
                 placeholder="Ask anything. Rate answers with 👍/👎, or edit one to suggest a better answer.",
             )
             with gr.Row():
-                box = gr.Textbox(placeholder="Message", show_label=False, scale=5, max_length=settings.max_message_chars,
-                                 elem_id="chat-input")
+                box = gr.Textbox(
+                    placeholder="Message",
+                    show_label=False,
+                    scale=5,
+                    max_length=settings.max_message_chars,
+                    elem_id="chat-input",
+                )
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
                 stop = gr.Button("Stop", scale=1, elem_id="stop")
             with gr.Row():
                 regenerate = gr.Button("Regenerate", size="sm", elem_id="regenerate")
                 new_chat = gr.Button("New conversation", size="sm", elem_id="new-chat")
             status = gr.Markdown("", elem_id="chat-status")
-            with gr.Row(visible=True) as regen_row:
+            with gr.Row():
                 gr.Markdown("After a regenerate, which answer was better?")
                 prev_better = gr.Button("Previous", size="sm")
                 new_better = gr.Button("New", size="sm")
@@ -308,17 +355,23 @@ def build_chat_tab(ctx: AppContext, session_state: gr.State) -> None:
                 correction = gr.Textbox(label="Suggest a better answer", max_length=16000, lines=3)
                 rate = gr.Button("Save rating", variant="primary", elem_id="save-rating")
         with gr.Column(scale=1):
-            system_prompt = gr.Textbox(label="System prompt", placeholder="You are a helpful assistant.", lines=3,
-                                       max_length=4000)
+            system_prompt = gr.Textbox(
+                label="System prompt", placeholder="You are a helpful assistant.", lines=3, max_length=4000
+            )
             tone = gr.Dropdown(list(TONES), value="neutral", label="Tone")
             fmt = gr.Dropdown(list(FORMATS), value="free", label="Format")
             safety = gr.Dropdown(list(SAFETY), value="standard", label="Safety")
-            say_idk = gr.Checkbox(value=True, label="Say \"I don't know\" when unsure")
+            say_idk = gr.Checkbox(value=True, label='Say "I don\'t know" when unsure')
             with gr.Accordion("Sampling", open=False):
                 temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature")
                 top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top p")
-                max_tokens = gr.Slider(16, settings.max_tokens_limit, value=settings.default_max_tokens, step=16,
-                                       label="Max tokens")
+                max_tokens = gr.Slider(
+                    16,
+                    settings.max_tokens_limit,
+                    value=settings.default_max_tokens,
+                    step=16,
+                    label="Max tokens",
+                )
     with gr.Accordion("Compare two answers", open=False, elem_id="compare-panel"):
         compare_prompt = gr.Textbox(label="Prompt", max_length=settings.max_message_chars)
         compare_go = gr.Button("Answer twice")
@@ -327,8 +380,15 @@ def build_chat_tab(ctx: AppContext, session_state: gr.State) -> None:
             answer_b = gr.Markdown(label="B", elem_id="answer-b")
         compare_status = gr.Markdown("")
         with gr.Row():
-            vote_buttons = {w: gr.Button(label, size="sm") for w, label in
-                            (("a", "A is better"), ("b", "B is better"), ("tie", "Tie"), ("both_bad", "Both bad"))}
+            vote_buttons = {
+                w: gr.Button(label, size="sm")
+                for w, label in (
+                    ("a", "A is better"),
+                    ("b", "B is better"),
+                    ("tie", "Tie"),
+                    ("both_bad", "Both bad"),
+                )
+            }
     controls = [system_prompt, tone, fmt, safety, say_idk, temperature, top_p, max_tokens]
 
     def respond(message: str, history: list, session: dict, *rest: Any) -> Iterator[Any]:
@@ -341,24 +401,60 @@ def build_chat_tab(ctx: AppContext, session_state: gr.State) -> None:
 
     outputs = [box, chatbot, session_state, status]
     events = [
-        box.submit(respond, [box, chatbot, session_state, *controls], outputs, concurrency_limit=None),
+        box.submit(
+            respond,
+            [box, chatbot, session_state, *controls],
+            outputs,
+            concurrency_limit=None,
+            api_name="chat",
+        ),
         send.click(respond, [box, chatbot, session_state, *controls], outputs, concurrency_limit=None),
-        regenerate.click(regen, [chatbot, session_state, *controls], [chatbot, session_state, status],
-                         concurrency_limit=None),
+        regenerate.click(
+            regen,
+            [chatbot, session_state, *controls],
+            [chatbot, session_state, status],
+            concurrency_limit=None,
+        ),
     ]
-    events.append(chatbot.retry(regen, [chatbot, session_state, *controls], [chatbot, session_state, status],
-                                concurrency_limit=None))
+    events.append(
+        chatbot.retry(
+            regen,
+            [chatbot, session_state, *controls],
+            [chatbot, session_state, status],
+            concurrency_limit=None,
+        )
+    )
     stop.click(None, cancels=events)
 
     def fresh(session: dict) -> tuple[list, dict, str]:
-        return [], {**session, "conversation_id": None, "selected": None, "regenerated": None}, "New conversation."
+        return (
+            [],
+            {**session, "conversation_id": None, "selected": None, "regenerated": None},
+            "New conversation.",
+        )
 
     new_chat.click(fresh, [session_state], [chatbot, session_state, status], cancels=events)
-    chatbot.like(lambda s, d: on_like(ctx, s, d), [session_state], [session_state, status])
-    chatbot.select(on_select, [session_state], [session_state, status])
-    chatbot.edit(lambda s, h, d: on_edit(ctx, s, h, d), [session_state, chatbot], [chatbot, session_state, status])
-    rate.click(lambda s, *a: rate_answer(ctx, s, *a), [session_state, thumbs, stars, tags, comment, correction],
-               [status])
+
+    # Gradio passes event data only to parameters annotated with its type: no bare lambdas here.
+    def like(session: dict, history: list, data: gr.LikeData) -> tuple[dict, str]:
+        return on_like(ctx, session, data, history)
+
+    def select(session: dict, history: list, data: gr.SelectData) -> tuple[dict, str]:
+        return on_select(session, data, history)
+
+    def edit(session: dict, history: list, data: gr.EditData) -> tuple[list, dict, str]:
+        return on_edit(ctx, session, history, data)
+
+    chatbot.like(like, [session_state, chatbot], [session_state, status], api_name="like")
+    chatbot.select(select, [session_state, chatbot], [session_state, status], api_name="select")
+    chatbot.edit(edit, [session_state, chatbot], [chatbot, session_state, status], api_name="edit")
+    rate.click(
+        lambda s, *a: rate_answer(ctx, s, *a),
+        [session_state, thumbs, stars, tags, comment, correction],
+        [status],
+        api_name="rate",
+    )
+
     def regenerated_vote(winner: str) -> Any:
         return lambda session: compare_regenerated(ctx, session, winner)
 
@@ -367,9 +463,12 @@ def build_chat_tab(ctx: AppContext, session_state: gr.State) -> None:
 
     for button, winner in ((prev_better, "a"), (new_better, "b"), (same, "tie")):
         button.click(regenerated_vote(winner), [session_state], [session_state, status])
-    compare_go.click(lambda p, s, sp, t: compare_answers(ctx, p, s, sp, t),
-                     [compare_prompt, session_state, system_prompt, temperature],
-                     [answer_a, answer_b, session_state, compare_status], concurrency_limit=None)
+    compare_go.click(
+        lambda p, s, sp, t: compare_answers(ctx, p, s, sp, t),
+        [compare_prompt, session_state, system_prompt, temperature],
+        [answer_a, answer_b, session_state, compare_status],
+        concurrency_limit=None,
+    )
     for winner, button in vote_buttons.items():
         button.click(compare_vote(winner), [session_state], [session_state, compare_status])
 

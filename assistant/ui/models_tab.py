@@ -13,7 +13,9 @@ from ..context import AppContext
 from ..errors import AssistantError
 from .session import require_admin
 
-VERSION_COLUMNS = ["version", "serving", "status", "parent", "lineage", "gate", "metrics", "dataset", "created_at"]
+VERSION_COLUMNS = [
+    "version", "serving", "status", "parent", "lineage", "gate", "metrics", "dataset", "created_at",
+]
 DAILY_COLUMNS = ["day", "adapter_version", "up", "down", "rate"]
 
 
@@ -108,7 +110,9 @@ def promote_action(ctx: AppContext, session: dict[str, Any], version: str | None
     return f"**{version}** is live{' (gate overridden)' if force else ''}."
 
 
-def canary_action(ctx: AppContext, session: dict[str, Any], version: str | None, share: float, force: bool) -> str:
+def canary_action(
+    ctx: AppContext, session: dict[str, Any], version: str | None, share: float, force: bool
+) -> str:
     require_admin(session)
     _, router, _ = _parts(ctx)
     if not version:
@@ -143,7 +147,8 @@ def rollback_base_action(ctx: AppContext, session: dict[str, Any]) -> str:
 
 def build_models_tab(ctx: AppContext, session_state: gr.State) -> None:
     summary = gr.Markdown(elem_id="models-summary")
-    table = gr.Dataframe(label="Versions (newest first)", wrap=True, interactive=False, elem_id="models-table")
+    table = gr.Dataframe(label="Versions (newest first)", wrap=True, interactive=False,
+                         elem_id="models-table")
     with gr.Row():
         version = gr.Dropdown(choices=[], label="Version", scale=2, elem_id="models-version")
         share = gr.Slider(0.05, 1.0, value=ctx.settings.canary_share or 0.2, step=0.05,
@@ -165,8 +170,8 @@ def build_models_tab(ctx: AppContext, session_state: gr.State) -> None:
         return models_view(ctx, session)
 
     refresh.click(view, [session_state], view_outputs)
-    promote.click(lambda s, v, f: promote_action(ctx, s, v, f), [session_state, version, force], [status]).then(
-        view, [session_state], view_outputs)
+    promote.click(lambda s, v, f: promote_action(ctx, s, v, f), [session_state, version, force],
+                  [status]).then(view, [session_state], view_outputs)
     canary.click(lambda s, v, sh, f: canary_action(ctx, s, v, sh, f), [session_state, version, share, force],
                  [status]).then(view, [session_state], view_outputs)
     stop.click(lambda s: stop_canary_action(ctx, s), [session_state], [status]).then(

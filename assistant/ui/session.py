@@ -36,7 +36,11 @@ def sign_in(ctx: AppContext, session: dict[str, Any], name: str, password: str) 
     user = verify_user(ctx.store, (name or "").strip(), password or "")
     if user is None:
         raise gr.Error("Wrong user name or password.")
-    return {**session, "user": user["name"], "role": user["role"]}, f"Signed in as **{user['name']}** ({user['role']})."
+    return {
+        **session,
+        "user": user["name"],
+        "role": user["role"],
+    }, f"Signed in as **{user['name']}** ({user['role']})."
 
 
 def sign_out(session: dict[str, Any]) -> tuple[dict[str, Any], str]:
