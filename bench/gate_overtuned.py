@@ -52,13 +52,13 @@ def train_fixed_lora(
     from peft import LoraConfig, get_peft_model
 
     from assistant.model import load_model, load_tokenizer
-    from training.evaluate import _encode_pair
+    from training.evaluate import encode_prompt_completion
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
     tokenizer = load_tokenizer(model_dir)
     encoded = [
-        _encode_pair(tokenizer, prompt, [{"role": "assistant", "content": text}], 512)
+        encode_prompt_completion(tokenizer, prompt, [{"role": "assistant", "content": text}], 512)
         for prompt, text in examples
     ]
     extra: dict[str, Any] = {}

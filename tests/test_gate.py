@@ -1,9 +1,10 @@
 """The promotion gate (training/evaluate.py) on the tiny random Llama: log-probs, preference accuracy, and a
 refuse-everything adapter that the gate must block while a do-nothing adapter passes.
 
-Adapters are trained with peft and a plain torch loop (`bench/gate_overtuned.train_fixed_lora`, no TRL). The
-random and small, so its logits are nearly flat: besides LoRA on every linear layer we train the embedding
-rows of the answer's tokens (peft's trainable_token_indices), which lets a few dozen steps fix an answer.
+Adapters are trained with peft and a plain torch loop (`bench/gate_overtuned.train_fixed_lora`, no TRL).
+The tiny model's tied embedding is random and small, so its logits are nearly flat: besides LoRA on every
+linear layer we train the embedding rows of the answer's tokens (peft's trainable_token_indices), which lets
+a few dozen steps fix an answer.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -182,10 +183,12 @@ def test_cli_lists_plugins_and_failures(tmp_path: Path) -> None:
 
 
 def test_pip_installed_example_is_discovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "target"
+    source, target = tmp_path / "source", tmp_path / "target"
+    # Build from a copy: setuptools writes build/ and *.egg-info next to the sources it builds.
+    shutil.copytree(EXAMPLE_DIR, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--disable-pip-version-check", "--target", str(target), str(EXAMPLE_DIR)],
+         "--no-index", "--disable-pip-version-check", "--target", str(target), str(source)],
         capture_output=True, text=True, timeout=120,
     )
     if proc.returncode != 0:

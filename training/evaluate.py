@@ -263,8 +263,12 @@ def use_adapter(model: Any, adapter: str | None) -> Iterator[None]:
         hasattr(model, "set_adapter") and hasattr(model, "peft_config"),
         "adapter given but model is not a PEFT model",
     )
+    previous = model.active_adapter
     model.set_adapter(adapter)
-    yield
+    try:
+        yield
+    finally:
+        model.set_adapter(previous)
 
 
 @dataclass(frozen=True)
@@ -284,7 +288,7 @@ def _template(tokenizer: Any, messages: Messages, generation_prompt: bool) -> st
     return str(text)
 
 
-def _encode_pair(
+def encode_prompt_completion(
     tokenizer: Any, prompt: Messages, completion: Messages, max_length: int
 ) -> tuple[list[int], int]:
     """Token ids of prompt + completion, and where the completion starts."""
@@ -316,7 +320,10 @@ def sequence_logprobs(
     import torch
 
     _check(len(prompts) == len(completions), "prompts and completions must have the same length")
-    encoded = [_encode_pair(tokenizer, p, c, max_length) for p, c in zip(prompts, completions, strict=True)]
+    encoded = [
+        encode_prompt_completion(tokenizer, p, c, max_length)
+        for p, c in zip(prompts, completions, strict=True)
+    ]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))  # similar lengths batch together
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
@@ -333,20 +340,33 @@ def sequence_logprobs(
             end += 1
         rows = order[start:end]
         start = end
+        # Left-pad so every completion ends its row: logits are then needed for the last `keep` positions
+        # only, which skips the vocabulary projection over the prompts.
         width = max(len(encoded[i][0]) for i in rows)
+        keep = max(len(encoded[i][0]) - encoded[i][1] for i in rows)
         ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
-        scored = torch.zeros((len(rows), width), dtype=torch.bool)
+        scored = torch.zeros((len(rows), keep), dtype=torch.bool)
         for r, i in enumerate(rows):
             tokens, prompt_len = encoded[i]
-            ids[r, : len(tokens)] = torch.tensor(tokens)
-            mask[r, : len(tokens)] = 1
-            scored[r, prompt_len : len(tokens)] = True
+            ids[r, width - len(tokens) :] = torch.tensor(tokens)
+            mask[r, width - len(tokens) :] = 1
+            scored[r, keep - (len(tokens) - prompt_len) :] = True
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
-            targets = ids[:, 1:].to(device)
+            logits = (
+                model(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    position_ids=positions.to(device),
+                    logits_to_keep=keep + 1,
+                )
+                .logits[:, :-1]
+                .float()
+            )
+            targets = ids[:, -keep:].to(device)
             token_lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-            token_lp = token_lp * scored[:, 1:].to(device)
+            token_lp = token_lp * scored.to(device)
         for r, i in enumerate(rows):
             results[i] = SequenceScore(float(token_lp[r].sum()), int(scored[r].sum()))
     return [s for s in results if s is not None]
