@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .context import AppContext
@@ -54,6 +54,20 @@ def validate_messages(
     if clean[-1]["role"] != "user":
         raise InvalidRequestError("the last message must come from the user")
     return clean
+
+
+# Sampling values the engine's torch code cannot take: a seed outside 64 bits, a top_p that rounds to 0
+# in float32 (nothing left to sample). Both made a request hang on the worker instead of failing.
+_SEED_MIN, _SEED_MAX = -(2**63), 2**64 - 1
+_TOP_P_FLOOR = 1e-6
+
+
+def sanitize_sampling(params: SamplingParams) -> SamplingParams:
+    if params.seed is not None and not _SEED_MIN <= params.seed <= _SEED_MAX:
+        raise InvalidRequestError(f"seed must be a 64-bit integer ({_SEED_MIN}..{_SEED_MAX})")
+    if params.top_p < _TOP_P_FLOOR:  # as good as greedy: the top token alone is kept
+        params = replace(params, top_p=_TOP_P_FLOOR)
+    return params
 
 
 @dataclass
@@ -136,6 +150,7 @@ def start_turn(
 ) -> Turn:
     """Submit a chat to the engine (raising 4xx errors at once) and record the user's turn."""
     prompt = validate_messages(messages, ctx.settings.max_messages, ctx.settings.max_message_chars)
+    params = sanitize_sampling(params)
     router = ctx.extras.get("router")
     if version is None and router is not None:
         version = router.version_for(conversation_id)

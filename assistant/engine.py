@@ -34,6 +34,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
@@ -128,6 +129,7 @@ class RequestHandle:
         self._deltas: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.cancelled = threading.Event()
         self.done = threading.Event()
+        self._ended = False  # the consumer has read everything: iterating again ends at once
         self._notify: Callable[[], None] | None = None  # wakes an asyncio consumer
 
     @property
@@ -143,7 +145,7 @@ class RequestHandle:
     def stream(self, timeout: float | None = None) -> Iterator[str]:
         """Yield text deltas as they are produced; raise if the request failed."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
+        while not self._ended:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
                 item = self._deltas.get(timeout=wait)
@@ -153,6 +155,7 @@ class RequestHandle:
                     f"no answer within {timeout:.0f} s; the request was cancelled"
                 ) from None
             if item is _DONE:
+                self._ended = True
                 break
             if isinstance(item, BaseException):
                 raise item
@@ -164,7 +167,7 @@ class RequestHandle:
         wake = asyncio.Event()
         self._notify = lambda: loop.call_soon_threadsafe(wake.set)
         deadline = None if timeout is None else loop.time() + timeout
-        while True:
+        while not self._ended:
             wake.clear()  # before draining: a put after the drain sets it again
             while True:
                 try:
@@ -172,6 +175,7 @@ class RequestHandle:
                 except queue.Empty:
                     break
                 if item is _DONE:
+                    self._ended = True
                     return
                 if isinstance(item, BaseException):
                     raise item
@@ -458,7 +462,8 @@ class Engine:
         torch.set_grad_enabled(False)
         while True:
             with self._cv:
-                while not (self._stopping or self._commands or self._pending or self._rows or self._prefill):
+                while not (self._stopping or self._commands or self._pending or self._rows or self._prefill
+                           or self._retirable()):
                     self._cv.wait()
                 if self._stopping:
                     break
@@ -586,11 +591,11 @@ class Engine:
         group.cache, group.done = out.cache, end
         if end < width:
             return
-        self._prefill = None
-        self.prefills += 1
         tokens = self._sample(out.logits[:, -1, :], group.rows)
         self._merge_into_batch(group.cache, group.mask)
         self._rows.extend(group.rows)
+        self._prefill = None
+        self.prefills += 1
         now = time.monotonic()
         for row, token in zip(group.rows, tokens, strict=True):
             row.handle.result.first_token_at = now
@@ -706,8 +711,10 @@ class Engine:
         from peft import PeftModel
 
         name = adapter_name(version)
-        if version in self.loaded_versions:
-            return
+        with self._cv:
+            self._retire.discard(version)  # loading it again cancels a pending retirement
+            if version in self.loaded_versions:
+                return
         self._unmerge()
         # low_cpu_mem_usage: the new LoRA weights are created empty and filled from the file, skipping
         # a random initialisation that would only be overwritten (it shortens the pause of a swap).
@@ -721,24 +728,32 @@ class Engine:
         with self._cv:
             self.loaded_versions.add(version)
 
+    def _retirable(self) -> list[str]:
+        """Versions to unload now: retired, not live, no request pinned (call with self._cv held)."""
+        return [v for v in self._retire if self._pins.get(v, 0) <= 0 and v != self.live_version]
+
     def _unload_retired(self) -> None:
         if not self._retire:
             return
         with self._cv:
-            ready = [v for v in self._retire if self._pins.get(v, 0) <= 0 and v != self.live_version]
-        for version in ready:
-            if version in self.loaded_versions:
-                self._unmerge()
-                if len(self.loaded_versions) == 1:
-                    self.model = self.model.unload()  # back to the plain base model
-                    self._lora_layers, self._lora_on, self._single = [], None, None
-                else:
+            ready = self._retirable()
+            # Unlisted before unloading: from here on, a request naming it is refused, not half-run.
+            loaded = [v for v in ready if v in self.loaded_versions]
+            self.loaded_versions.difference_update(ready)
+            self._retire.difference_update(ready)
+        if not loaded:
+            return
+        self._unmerge()
+        if not self.loaded_versions:
+            self.model = self.model.unload()  # no adapter left: back to the plain base model
+            self._lora_layers, self._lora_on, self._single = [], None, None
+        else:
+            for version in loaded:
+                with warnings.catch_warnings():  # "adapter X was active, now Y is": we route per row
+                    warnings.simplefilter("ignore", UserWarning)
                     self.model.delete_adapter(adapter_name(version))
-                    self._refresh_lora_layers()
-            with self._cv:
-                self.loaded_versions.discard(version)
-                self._retire.discard(version)
-            log.info("unloaded version %s", version)
+            self._refresh_lora_layers()
+        log.info("unloaded versions %s", ", ".join(loaded))
 
     # The running batch.
     def _merge_into_batch(self, cache: Any, mask: Any) -> None:

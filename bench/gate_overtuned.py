@@ -3,7 +3,8 @@
 Trains a refuse-everything LoRA on SmolLM2-135M-Instruct (every prompt of the shipped instruction set →
 "I can't help with that."; r=8, lr 1e-3, peft + a plain torch loop), then runs the gate against the base
 on a sample of the real regression suite and prints the report and the time each part took. With
-`--neutral` it also gates a do-nothing LoRA (lora_B = 0), which must pass the regression criteria.
+`--neutral` it also gates a do-nothing LoRA (lora_B = 0), which must pass the regression criteria, and with
+`--helpful-steps N` a mild LoRA trained on the instruction set's own answers (how noisy is the gate?).
 
     .venv/bin/python bench/gate_overtuned.py                       # 30 steps, 60 suite items, 64 tokens
     .venv/bin/python bench/gate_overtuned.py --steps 40 --items 0 --neutral --json /tmp/gate.json
@@ -42,6 +43,7 @@ def train_fixed_lora(
     target_modules: Any = "all-linear",
     train_token_rows: bool = False,
     seed: int = 0,
+    log_every: int = 0,
 ) -> Path:
     """Train a LoRA so each prompt gets its answer (loss on answer tokens only); save it to `out`.
 
@@ -71,7 +73,8 @@ def train_fixed_lora(
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     order: list[int] = []
-    for _ in range(steps):
+    started = time.monotonic()
+    for step in range(1, steps + 1):
         if len(order) < batch_size:
             order += rng.sample(range(len(encoded)), len(encoded))
         batch = [encoded[i] for i in order[:batch_size]]
@@ -97,6 +100,11 @@ def train_fixed_lora(
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        if log_every and (step % log_every == 0 or step == steps):
+            print(
+                f"  step {step}/{steps} loss {loss.item():.3f} ({time.monotonic() - started:.0f} s)",
+                flush=True,
+            )
     model.save_pretrained(out)
     (out / "manifest.json").write_text(
         json.dumps({"id": out.name, "note": "trained by bench/gate_overtuned.py"})
@@ -114,16 +122,16 @@ def neutral_lora(model_dir: Path, out: Path) -> Path:
     return out
 
 
-def instruction_prompts() -> list[list[dict[str, str]]]:
-    """User turns of the shipped instruction set (none of them is in the regression suite)."""
+def instruction_examples() -> list[tuple[list[dict[str, str]], str]]:
+    """(prompt up to the first user turn, its answer) from the shipped instruction set (not in the suite)."""
     path = ROOT / "training" / "data" / "instructions.jsonl"
-    prompts = []
+    examples = []
     for line in path.read_text().splitlines():
         if line.strip():
             messages = json.loads(line)["messages"]
             first_user = next(i for i, m in enumerate(messages) if m["role"] == "user")
-            prompts.append(messages[: first_user + 1])
-    return prompts
+            examples.append((messages[: first_user + 1], messages[first_user + 1]["content"]))
+    return examples
 
 
 def main() -> int:
@@ -134,6 +142,13 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     parser.add_argument("--neutral", action="store_true", help="also gate a do-nothing adapter")
+    parser.add_argument(
+        "--helpful-steps",
+        type=int,
+        default=0,
+        help="also gate a mild LoRA (lr 1e-4) on the instruction set's answers",
+    )
+    parser.add_argument("--reuse", action="store_true", help="reuse adapters already trained in --work")
     parser.add_argument("--work", default=str(ROOT / ".test-cache" / "bench-gate"))
     parser.add_argument("--json", help="write the report(s) here")
     args = parser.parse_args()
@@ -151,23 +166,32 @@ def main() -> int:
     config = GateConfig(max_suite_items=args.items, max_new_tokens=args.max_new_tokens, threads=args.threads)
 
     started = time.monotonic()
-    examples = [(prompt, REFUSAL) for prompt in instruction_prompts()]
-    refuse_dir = train_fixed_lora(
-        model_dir, examples, work / "refuse-everything", steps=args.steps, lr=args.lr
-    )
-    train_s = time.monotonic() - started
-    print(
-        f"trained refuse-everything LoRA: {args.steps} steps x 8 rows in {train_s:.1f} s "
-        f"({torch.get_num_threads()} threads)\n"
-    )
+    refuse_dir = work / "refuse-everything"
+    if not (args.reuse and (refuse_dir / "adapter_config.json").is_file()):
+        examples = [(prompt, REFUSAL) for prompt, _ in instruction_examples()]
+        train_fixed_lora(model_dir, examples, refuse_dir, steps=args.steps, lr=args.lr, log_every=5)
+        print(
+            f"trained refuse-everything LoRA: {args.steps} steps x 8 rows "
+            f"in {time.monotonic() - started:.1f} s ({torch.get_num_threads()} threads)\n"
+        )
     report = evaluate(refuse_dir, None, model_dir, None, config)
     print(format_report(report))
-    reports = {"refuse_everything": report.to_dict(), "train_s": round(train_s, 1)}
+    reports = {"refuse_everything": report.to_dict()}
     if args.neutral:
-        neutral_dir = neutral_lora(model_dir, work / "neutral")
-        neutral = evaluate(neutral_dir, None, model_dir, None, config)
+        neutral = evaluate(neutral_lora(model_dir, work / "neutral"), None, model_dir, None, config)
         print("\n" + format_report(neutral))
         reports["neutral"] = neutral.to_dict()
+    if args.helpful_steps:
+        helpful_dir = work / "helpful"
+        if not (args.reuse and (helpful_dir / "adapter_config.json").is_file()):
+            t0 = time.monotonic()
+            train_fixed_lora(
+                model_dir, instruction_examples(), helpful_dir, steps=args.helpful_steps, lr=1e-4, log_every=5
+            )
+            print(f"trained helpful LoRA: {args.helpful_steps} steps in {time.monotonic() - t0:.1f} s\n")
+        helpful = evaluate(helpful_dir, None, model_dir, None, config)
+        print("\n" + format_report(helpful))
+        reports["helpful"] = helpful.to_dict()
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=2))
     print(f"\nbench total {time.monotonic() - started:.1f} s; refuse-everything blocked: {not report.passed}")

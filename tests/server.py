@@ -108,18 +108,30 @@ def start_server(
     admin_token = admin_token or secrets.token_urlsafe(24)
     admin_password = admin_password or "pw-" + secrets.token_urlsafe(12)
     full_env = server_env(admin_token, admin_password, env)
-    cmd = [sys.executable, "-m", "assistant", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--data-dir", str(data_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "assistant",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
     if model_path is not None:
         cmd += ["--model-path", str(model_path)]
     # Append: a restarted server on the same data dir keeps the earlier log above its own.
     log_path = log_path or data_dir.parent / f"{data_dir.name}-server.log"
     started = time.monotonic()
     with log_path.open("ab") as log_fh:
-        process = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=log_fh, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    server = Server(f"http://127.0.0.1:{port}", admin_token, admin_password, data_dir, process, log_path,
-                    env=full_env)
+        process = subprocess.Popen(
+            cmd, cwd=REPO, env=full_env, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = Server(
+        f"http://127.0.0.1:{port}", admin_token, admin_password, data_dir, process, log_path, env=full_env
+    )
     try:
         wait_ready(server, ready_timeout)
     except BaseException:
@@ -137,8 +149,9 @@ def wait_ready(server: Server, timeout: float) -> None:
         while True:
             code = server.process.poll()
             if code is not None:
-                raise RuntimeError(f"server exited with code {code} before it was ready; log:\n"
-                                   f"{server.log()[-4000:]}")
+                raise RuntimeError(
+                    f"server exited with code {code} before it was ready; log:\n{server.log()[-4000:]}"
+                )
             try:
                 response = client.get(f"{server.base_url}/health")
                 if response.status_code == 200 and response.json().get("status") == "ready":
@@ -147,8 +160,9 @@ def wait_ready(server: Server, timeout: float) -> None:
             except httpx.HTTPError as exc:
                 last = repr(exc)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"server not ready within {timeout:.0f} s (last: {last}); log:\n"
-                                   f"{server.log()[-4000:]}")
+                raise TimeoutError(
+                    f"server not ready within {timeout:.0f} s (last: {last}); log:\n{server.log()[-4000:]}"
+                )
             # Pace the polls by waiting on the process itself: an exit ends the wait at once.
             try:
                 server.process.wait(timeout=0.05)

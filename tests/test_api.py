@@ -48,8 +48,9 @@ def message_row(server: Server, message_id: str) -> dict[str, Any] | None:
 # ------------------------------------------------------------------------------------------- chat
 def test_completion_is_stored_with_usage(client: openai.OpenAI, tiny_server: Server) -> None:
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
-    reply = client.chat.completions.create(model="live", messages=messages, max_tokens=7, temperature=0,
-                                           user=USER)
+    reply = client.chat.completions.create(
+        model="live", messages=messages, max_tokens=7, temperature=0, user=USER
+    )
     assert reply.id.startswith("msg_")
     assert reply.object == "chat.completion"
     assert reply.choices[0].message.role == "assistant"
@@ -125,15 +126,18 @@ def test_oversized_body_is_413(http: httpx.Client) -> None:
         for i in range(0, len(raw), 65536):
             yield raw[i : i + 65536]
 
-    response = http.post("/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"})
+    response = http.post(
+        "/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
     assert http.get("/health").json()["status"] == "ready"
 
 
 def test_unknown_model_is_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
-        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}],
-                                       max_tokens=2)
+        client.chat.completions.create(
+            model="no-such-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
     assert "no-such-model" in info.value.message
 
 
@@ -141,11 +145,20 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
 def test_feedback_is_stored_with_message_rater_version_and_prompt(
     client: openai.OpenAI, http: httpx.Client, tiny_server: Server
 ) -> None:
-    messages = [{"role": "system", "content": "You answer in one word."},
-                {"role": "user", "content": "Capital of Italy?"}]
+    messages = [
+        {"role": "system", "content": "You answer in one word."},
+        {"role": "user", "content": "Capital of Italy?"},
+    ]
     reply = client.chat.completions.create(model="live", messages=messages, max_tokens=5, user="chatter")
-    body = {"message_id": reply.id, "rating": "up", "stars": 4, "tags": ["wrong_format", "other"],
-            "comment": "close, but too long", "correction": "Rome.", "user": "rater-7"}
+    body = {
+        "message_id": reply.id,
+        "rating": "up",
+        "stars": 4,
+        "tags": ["wrong_format", "other"],
+        "comment": "close, but too long",
+        "correction": "Rome.",
+        "user": "rater-7",
+    }
     response = http.post("/v1/feedback", json=body)
     assert response.status_code == 200, response.text
     saved = response.json()
@@ -154,7 +167,9 @@ def test_feedback_is_stored_with_message_rater_version_and_prompt(
     with tiny_server.db() as db:
         rating = dict(db.execute("SELECT * FROM ratings WHERE id = ?", [saved["id"]]).fetchone())
         judged = dict(db.execute("SELECT * FROM messages WHERE id = ?", [reply.id]).fetchone())
-        correction = dict(db.execute("SELECT * FROM messages WHERE id = ?", [rating["correction_id"]]).fetchone())
+        correction = dict(
+            db.execute("SELECT * FROM messages WHERE id = ?", [rating["correction_id"]]).fetchone()
+        )
     assert rating["message_id"] == reply.id
     assert rating["rater"] == "rater-7"
     assert (rating["rating"], rating["stars"]) == ("up", 4)
@@ -178,7 +193,9 @@ def test_rating_without_a_user_is_rated_by_address(client: openai.OpenAI, http: 
 
 def test_compare(client: openai.OpenAI, http: httpx.Client, tiny_server: Server) -> None:
     a, b = ask(client, "Pick a number."), ask(client, "Pick a number.")
-    response = http.post("/v1/feedback/compare", json={"message_ids": [a.id, b.id], "winner": "b", "user": USER})
+    response = http.post(
+        "/v1/feedback/compare", json={"message_ids": [a.id, b.id], "winner": "b", "user": USER}
+    )
     assert response.status_code == 200, response.text
     with tiny_server.db() as db:
         row = dict(db.execute("SELECT * FROM comparisons WHERE id = ?", [response.json()["id"]]).fetchone())
@@ -195,8 +212,12 @@ def test_feedback_on_an_unknown_message_is_404(http: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     ("change", "field"),
-    [({"stars": 9}, "stars"), ({"tags": ["not_a_tag"]}, "tags"), ({"rating": "meh"}, "rating"),
-     ({"rating": None}, "empty")],
+    [
+        ({"stars": 9}, "stars"),
+        ({"tags": ["not_a_tag"]}, "tags"),
+        ({"rating": "meh"}, "rating"),
+        ({"rating": None}, "empty"),
+    ],
 )
 def test_invalid_feedback_is_422(
     client: openai.OpenAI, http: httpx.Client, tiny_server: Server, change: dict[str, Any], field: str
@@ -209,14 +230,20 @@ def test_invalid_feedback_is_422(
         assert db.execute("SELECT count(*) FROM ratings WHERE message_id = ?", [reply.id]).fetchone()[0] == 0
 
 
-def test_admin_feedback_needs_the_token(client: openai.OpenAI, http: httpx.Client, tiny_server: Server) -> None:
+def test_admin_feedback_needs_the_token(
+    client: openai.OpenAI, http: httpx.Client, tiny_server: Server
+) -> None:
     reply = ask(client)
-    rated = http.post("/v1/feedback", json={"message_id": reply.id, "rating": "down", "tags": ["off_topic"],
-                                            "user": "admin-view"})
+    rated = http.post(
+        "/v1/feedback",
+        json={"message_id": reply.id, "rating": "down", "tags": ["off_topic"], "user": "admin-view"},
+    )
     assert rated.status_code == 200
     assert http.get("/admin/feedback").status_code == 401
     assert http.get("/admin/feedback", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    response = http.get("/admin/feedback", params={"rater": "admin-view"}, headers=tiny_server.admin_headers())
+    response = http.get(
+        "/admin/feedback", params={"rater": "admin-view"}, headers=tiny_server.admin_headers()
+    )
     assert response.status_code == 200
     rows = response.json()["data"]
     assert [(r["id"], r["message_id"], r["rating"], r["tags"]) for r in rows] == [
@@ -228,14 +255,28 @@ def test_export_feedback_writes_jsonl(
     client: openai.OpenAI, http: httpx.Client, tiny_server: Server, tmp_path: Path
 ) -> None:
     reply = ask(client)
-    rated = http.post("/v1/feedback", json={"message_id": reply.id, "stars": 2, "comment": "export me",
-                                            "user": "exporter"})
+    rated = http.post(
+        "/v1/feedback", json={"message_id": reply.id, "stars": 2, "comment": "export me", "user": "exporter"}
+    )
     assert rated.status_code == 200
     out = tmp_path / "out" / "feedback.jsonl"
     done = subprocess.run(
-        [sys.executable, "-m", "assistant", "export", "feedback", "--out", str(out),
-         "--data-dir", str(tiny_server.data_dir)],
-        cwd=REPO, env=tiny_server.env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "assistant",
+            "export",
+            "feedback",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(tiny_server.data_dir),
+        ],
+        cwd=REPO,
+        env=tiny_server.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -249,9 +290,7 @@ def test_export_feedback_writes_jsonl(
     assert mine[0]["rater"] == "exporter"
 
 
-def test_concurrent_ratings_are_each_stored_once(
-    client: openai.OpenAI, tiny_server: Server
-) -> None:
+def test_concurrent_ratings_are_each_stored_once(client: openai.OpenAI, tiny_server: Server) -> None:
     threads, per_thread = 16, 200
     targets = [ask(client).id for _ in range(4)]
     start = threading.Barrier(threads)
@@ -261,8 +300,13 @@ def test_concurrent_ratings_are_each_stored_once(
         with httpx.Client(base_url=tiny_server.base_url, timeout=60) as http:
             start.wait(60)
             for i in range(per_thread):
-                body = {"message_id": targets[(worker + i) % len(targets)], "rating": "up" if i % 2 else "down",
-                        "stars": 1 + i % 5, "comment": f"w{worker}-{i}", "user": f"flood-{worker}"}
+                body = {
+                    "message_id": targets[(worker + i) % len(targets)],
+                    "rating": "up" if i % 2 else "down",
+                    "stars": 1 + i % 5,
+                    "comment": f"w{worker}-{i}",
+                    "user": f"flood-{worker}",
+                }
                 response = http.post("/v1/feedback", json=body)
                 results.append((response.status_code, response.json().get("id", -1)))
         return results

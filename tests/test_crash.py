@@ -50,10 +50,16 @@ def flood_then_kill(server: Server, message_id: str, iteration: int, rng: random
             for n in range(100_000):
                 comment = f"it{iteration}-w{worker}-n{n}"
                 try:
-                    response = http.post("/v1/feedback", json={
-                        "message_id": message_id, "rating": "up" if n % 2 else "down", "stars": 1 + n % 5,
-                        "comment": comment, "user": f"crash-{worker}",
-                    })
+                    response = http.post(
+                        "/v1/feedback",
+                        json={
+                            "message_id": message_id,
+                            "rating": "up" if n % 2 else "down",
+                            "stars": 1 + n % 5,
+                            "comment": comment,
+                            "user": f"crash-{worker}",
+                        },
+                    )
                 except httpx.HTTPError:
                     return  # the server is gone: what it acknowledged must have survived
                 with lock:
@@ -91,9 +97,14 @@ def crash_loop(data_dir: Path, model_dir: Path, iterations: int, seed: int) -> N
             if iteration == iterations:
                 break
             if message_id is None:
-                reply = httpx.post(f"{server.base_url}/v1/chat/completions", timeout=60, json={
-                    "messages": [{"role": "user", "content": "Rate me."}], "max_tokens": 3,
-                })
+                reply = httpx.post(
+                    f"{server.base_url}/v1/chat/completions",
+                    timeout=60,
+                    json={
+                        "messages": [{"role": "user", "content": "Rate me."}],
+                        "max_tokens": 3,
+                    },
+                )
                 assert reply.status_code == 200, reply.text
                 message_id = reply.json()["id"]
             new = flood_then_kill(server, message_id, iteration, rng)

@@ -48,10 +48,18 @@ def varied_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFact
     tokenizer = load_tokenizer(tiny_model_dir)
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, initializer_range=0.2,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        initializer_range=0.2,
     )
     LlamaForCausalLM(config).save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
@@ -135,28 +143,28 @@ def test_batched_results_equal_sequential_greedy(engine: Engine) -> None:
 
 
 def test_join_and_cancel_mid_batch_leave_the_others_unchanged(engine: Engine) -> None:
-    prompts, limits = PROMPTS[:4], [60, 45, 50, 20]
-    expected = reference(engine, prompts, limits)
+    # Long answers, so that nothing ends on its own between the first token and the pause below,
+    # however slowly this thread gets scheduled.
+    kept, kept_limits = [PROMPTS[0], PROMPTS[2], PROMPTS[3]], [240, 200, 20]
+    expected = reference(engine, kept, kept_limits)
+    assert [reason for _, _, reason in expected] == ["length"] * 3
     with paused(engine):
-        a = engine.submit(chat(prompts[0]), greedy(limits[0]))
-        b = engine.submit(chat(prompts[1]), greedy(limits[1]))  # will be cancelled
-        c = engine.submit(chat(prompts[2]), greedy(limits[2]))
-    stream_a = a.stream(TIMEOUT)
-    next(stream_a)  # the batch is decoding
+        a = engine.submit(chat(kept[0]), greedy(kept_limits[0]))
+        b = engine.submit(chat(PROMPTS[1]), greedy(1000))  # will be cancelled
+        c = engine.submit(chat(kept[1]), greedy(kept_limits[1]))
+    next(a.stream(TIMEOUT))  # the batch is decoding
     with paused(engine):
         running = engine.stats()["running"]
         assert not a.done.is_set() and not b.done.is_set() and not c.done.is_set()
-        late = engine.submit(chat(prompts[3]), greedy(limits[3]))  # joins the running batch
+        late = engine.submit(chat(kept[2]), greedy(kept_limits[2]))  # joins the running batch
         b.cancel()
     assert running == 3
     for handle in (a, c, late):
         handle.text(TIMEOUT)
     assert b.done.wait(TIMEOUT)
     assert b.result.finish_reason == "cancelled"
-    assert b.result.completion_tokens < limits[1]
-    assert outcome(a) == expected[0]
-    assert outcome(c) == expected[2]
-    assert outcome(late) == expected[3]
+    assert 1 <= b.result.completion_tokens < 1000
+    assert [outcome(a), outcome(c), outcome(late)] == expected
 
 
 def test_cancel_frees_the_slot_at_once(varied_model_dir: Path) -> None:

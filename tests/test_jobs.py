@@ -28,6 +28,7 @@ from training import JobAlreadyRunningError
 from training.config import SFTSettings
 from training.jobs import JobManager, connect, transaction
 from training.pipeline import version_ids
+from training.threads import available_cores
 
 
 @pytest.fixture
@@ -147,6 +148,12 @@ def test_cancel_stops_the_job_and_leaves_no_version(
     wait_for("training steps", lambda: any((r["step"] or 0) >= 2 for r in jobs.progress(job_id)))
     with pytest.raises(JobAlreadyRunningError, match=job_id):
         jobs.start(tiny_config(), datasets)
+    if available_cores() > 1:  # the server hands the job a second core; it switches at its next step
+        jobs.set_threads(job_id, 2)
+        wait_for(
+            "the thread change",
+            lambda: "training with 2 threads" in Path(jobs.get(job_id)["log_path"]).read_text(),
+        )
 
     job = jobs.cancel(job_id)
     assert job["status"] == "cancelled", Path(job["log_path"]).read_text()[-3000:]

@@ -17,6 +17,7 @@ from assistant.model import sha256_file
 from training import NotEnoughDataError
 from training.config import DPOSettings, JobConfig, KTOSettings, LoraSettings, SFTSettings
 from training.pipeline import publish_version, run_pipeline, version_ids
+from training.threads import ThreadBudget
 
 
 def _user(text: str) -> list[dict[str, str]]:
@@ -218,3 +219,19 @@ def test_publish_takes_the_next_free_id_and_never_overwrites(tmp_path: Path) -> 
     assert version == "v0008" and not staged.exists()
     assert json.loads((adapters / "v0008" / "manifest.json").read_text())["id"] == "v0008"
     assert version_ids(adapters) == ["v0007", "v0008"]
+
+
+def test_thread_budget_follows_the_file_the_server_writes(tmp_path: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    budget = ThreadBudget(tmp_path / "threads", threads=2)
+    assert budget.poll() is None  # no file: keep the count the job started with
+    (tmp_path / "threads").write_text("1\n")
+    try:
+        assert budget.poll() == 1 and torch.get_num_threads() == 1 and budget.threads == 1
+        assert budget.poll() is None  # unchanged file: nothing to do
+        (tmp_path / "threads").write_text("garbage")
+        assert budget.poll() is None and budget.threads == 1
+    finally:
+        torch.set_num_threads(before)

@@ -40,13 +40,21 @@ def fire(client: Client, api_name: str, data: list[Any], event_data: dict[str, A
     dep = next(d for d in client.config["dependencies"] if d.get("api_name") == api_name)
     base = client.src.rstrip("/")
     with httpx.Client(base_url=base, timeout=60) as http:
-        joined = http.post("/gradio_api/queue/join", json={
-            "data": data, "event_data": event_data, "fn_index": dep["id"], "trigger_id": dep["targets"][0][0],
-            "session_hash": client.session_hash,
-        })
+        joined = http.post(
+            "/gradio_api/queue/join",
+            json={
+                "data": data,
+                "event_data": event_data,
+                "fn_index": dep["id"],
+                "trigger_id": dep["targets"][0][0],
+                "session_hash": client.session_hash,
+            },
+        )
         joined.raise_for_status()
         event_id = joined.json()["event_id"]
-        with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": client.session_hash}) as stream:
+        with http.stream(
+            "GET", "/gradio_api/queue/data", params={"session_hash": client.session_hash}
+        ) as stream:
             for line in stream.iter_lines():
                 if not line.startswith("data:"):
                     continue
@@ -68,7 +76,10 @@ def text(message: dict[str, Any]) -> str:
 
 def rating_rows(server: Server, message_id: str) -> list[dict[str, Any]]:
     with server.db() as db:
-        return [dict(r) for r in db.execute("SELECT * FROM ratings WHERE message_id = ? ORDER BY id", [message_id])]
+        return [
+            dict(r)
+            for r in db.execute("SELECT * FROM ratings WHERE message_id = ? ORDER BY id", [message_id])
+        ]
 
 
 def test_chat_then_like_is_stored_with_message_rater_version_and_prompt(
@@ -89,7 +100,9 @@ def test_chat_then_like_is_stored_with_message_rater_version_and_prompt(
     assert rating["rater"].startswith("anon:") and len(rating["rater"]) > len("anon:")
     with tiny_server.db() as db:
         message = dict(db.execute("SELECT * FROM messages WHERE id = ?", [message_id]).fetchone())
-        owner = db.execute("SELECT owner FROM conversations WHERE id = ?", [message["conversation_id"]]).fetchone()
+        owner = db.execute(
+            "SELECT owner FROM conversations WHERE id = ?", [message["conversation_id"]]
+        ).fetchone()
     assert message["content"].strip() == text(history[1]).strip()  # the Chatbot trims the text it shows
     assert message["adapter_version"] is None and message["model_id"] == "tiny-llama"
     assert message["source"] == "ui"
@@ -118,21 +131,32 @@ def test_like_rates_the_answer_it_was_clicked_on(client: Client, tiny_server: Se
 def test_rating_panel_and_correction(client: Client, tiny_server: Server) -> None:
     history, _ = chat(client, "Tell me about cats.")
     message_id = answer_id(history)
-    status = client.predict("down", 2, ["hallucination", "wrong_tone"], "not about cats", "", api_name="/rate")
+    status = client.predict(
+        "down", 2, ["hallucination", "wrong_tone"], "not about cats", "", api_name="/rate"
+    )
     assert "Saved" in status
     (rating,) = rating_rows(tiny_server, message_id)
     assert (rating["rating"], rating["stars"], rating["comment"]) == ("down", 2, "not about cats")
     assert json.loads(rating["tags_json"]) == ["hallucination", "wrong_tone"]
 
     edited = [*history[:1], {**history[1], "content": [{"type": "text", "text": "Cats are small felines."}]}]
-    done = fire(client, "edit", [None, edited], {
-        "index": 1, "value": "Cats are small felines.", "previous_value": history[1]["content"],
-    })
+    done = fire(
+        client,
+        "edit",
+        [None, edited],
+        {
+            "index": 1,
+            "value": "Cats are small felines.",
+            "previous_value": history[1]["content"],
+        },
+    )
     assert done["success"], done
     rows = rating_rows(tiny_server, message_id)
     assert len(rows) == 2 and rows[1]["correction_id"]
     with tiny_server.db() as db:
-        correction = dict(db.execute("SELECT * FROM messages WHERE id = ?", [rows[1]["correction_id"]]).fetchone())
+        correction = dict(
+            db.execute("SELECT * FROM messages WHERE id = ?", [rows[1]["correction_id"]]).fetchone()
+        )
     assert correction["content"] == "Cats are small felines."
     assert correction["corrects_id"] == message_id and correction["source"] == "correction"
 
@@ -144,11 +168,17 @@ def test_sessions_are_separate_raters_and_cannot_rate_each_others_answers(
     other = Client(f"{tiny_server.base_url}/", verbose=False)
     try:
         other_history, _ = chat(other, "Theirs")
-        done = fire(other, "like", [None, other_history],
-                    {"index": 1, "value": other_history[1]["content"], "liked": True})
+        done = fire(
+            other,
+            "like",
+            [None, other_history],
+            {"index": 1, "value": other_history[1]["content"], "liked": True},
+        )
         assert done["success"]
         # Another session's answer id, sent back from "the browser": refused, nothing stored.
-        refused = fire(other, "like", [None, history], {"index": 1, "value": history[1]["content"], "liked": True})
+        refused = fire(
+            other, "like", [None, history], {"index": 1, "value": history[1]["content"], "liked": True}
+        )
         assert not refused["success"]
         assert "not part of this conversation" in refused["output"]["error"]
     finally:
@@ -164,7 +194,7 @@ def test_sessions_are_separate_raters_and_cannot_rate_each_others_answers(
 def test_admin_endpoint_is_refused_to_anonymous_and_served_to_the_admin(
     client: Client, tiny_server: Server
 ) -> None:
-    history, _ = chat(client, "Rate me")
+    chat(client, "Rate me")
     client.predict("up", 5, [], "admin should see this", "", api_name="/rate")
     with pytest.raises(AppError, match="Admins only"):
         client.predict("", "", "", "", 1, api_name="/feedback_refresh")

@@ -446,7 +446,8 @@ def kto_stats(
 
 def _dpo_scores(
     model: Any, tokenizer: Any, pairs: Sequence[Mapping[str, Any]], adapter: str | None, **kw: Any
-):  # type: ignore[no-untyped-def]
+) -> tuple[list[SequenceScore], list[SequenceScore]]:
+    """Log-probs of the chosen and of the rejected answers, in one batched pass."""
     prompts = [p["prompt"] for p in pairs]
     with use_adapter(model, adapter):
         scores = sequence_logprobs(
@@ -784,12 +785,18 @@ def format_report(report: GateReport) -> str:
         lines.append(
             f"{c.name:<{cwidth}}  {c.status.upper() if c.status == FAIL else c.status:<7}  {c.reason}"
         )
+
+    def one_line(text: str, limit: int = 150) -> str:
+        flat = " ".join(text.split())
+        return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+    if report.examples:
+        lines += ["", "regressed answers (live passed, candidate failed):"]
     for ex in report.examples:
         lines += [
-            "",
-            f"regressed [{ex['criterion']}] {ex['id']}: {ex['prompt']}",
-            f"  live:      {ex['live']}",
-            f"  candidate: {ex['candidate']}",
+            f"  [{ex['criterion']}] {ex['id']}: {one_line(ex['prompt'])}",
+            f"      live:      {one_line(ex['live'])}",
+            f"      candidate: {one_line(ex['candidate'])}",
         ]
     for warning in report.warnings:
         lines.append(f"warning: {warning}")

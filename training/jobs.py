@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from training import JobAlreadyRunningError, JobNotFoundError, NotEnoughDataError, TrainingCancelled
 from training.config import JobConfig
+from training.pipeline import THREADS_FILE, discard_outputs, run_pipeline
 from training.threads import resolve_threads, thread_env
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -283,6 +284,21 @@ class JobManager:
         self._finish_cancelled(job_id)
         return self.get(job_id)
 
+    def set_threads(self, job_id: str, threads: int) -> None:
+        """Change a running job's torch threads from its next step (0 = all cores).
+
+        The server calls this to keep its own threads plus the job's within the cores (FACTS.md: asking for
+        more made both 30x slower), e.g. 1 while chats are busy and all cores while they are idle.
+        """
+        if not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"threads must be an integer >= 0 (0 = all cores), got {threads!r}")
+        job_dir = self.jobs_dir / job_id
+        if not job_dir.is_dir():
+            raise JobNotFoundError(f"no training job {job_id!r}")
+        tmp = job_dir / f".{THREADS_FILE}.tmp"
+        tmp.write_text(f"{threads}\n")
+        os.replace(tmp, job_dir / THREADS_FILE)  # the job never reads a half-written number
+
     def reap(self) -> list[str]:
         """Settle active jobs whose process is gone or hung; returns the ids it changed.
 
@@ -304,10 +320,13 @@ class JobManager:
                 if cancel_file.exists():
                     self._finish_cancelled(job_id)
                 else:
-                    code = self._exit_code(job_id)
-                    how = f"exit code {code}" if code is not None and code >= 0 else "killed"
-                    if code is not None and code < 0:
+                    code = self._exit_code(job_id)  # None: not our child (started before a restart)
+                    if code is None:
+                        how = "exit status unknown"
+                    elif code < 0:
                         how = f"killed by signal {-code}"
+                    else:
+                        how = f"exit code {code}"
                     self._finish(
                         job_id,
                         "failed",
@@ -374,6 +393,8 @@ class JobManager:
         env.setdefault("HF_HUB_OFFLINE", "1")
         env["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
         env["PYTHONUNBUFFERED"] = "1"  # the log shows progress live
+        # glibc keeps freed tensors' memory in its heap by default; mmap big blocks so RSS falls when they go.
+        env.setdefault("MALLOC_MMAP_THRESHOLD_", str(4 << 20))
         command = [
             sys.executable, "-m", "training.jobs", "run", job_id,
             "--data-dir", str(self.data_dir), "--model-dir", str(self.model_dir),
@@ -431,20 +452,19 @@ class JobManager:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
 
-    def _finish(self, job_id: str, status: str, error: str | None) -> None:
+    def _finish(self, job_id: str, status: str, error: str | None) -> bool:
+        """Settle an active job; False if it had already settled (the process reported an instant ago)."""
         with self._db() as conn, transaction(conn):
-            # Only an active job: the process may have reported on its own an instant ago.
-            conn.execute(
+            cursor = conn.execute(
                 "UPDATE training_jobs SET status = ?, error = ?, finished_at = ? "
                 "WHERE id = ? AND status IN ('queued', 'running')",
                 [status, error, utc_now(), job_id],
             )
+        return cursor.rowcount > 0
 
     def _finish_cancelled(self, job_id: str) -> None:
-        from training.pipeline import discard_outputs
-
-        discard_outputs(self.jobs_dir / job_id, self.adapters_dir)
-        self._finish(job_id, "cancelled", None)
+        if self._finish(job_id, "cancelled", None):
+            discard_outputs(self.jobs_dir / job_id, self.adapters_dir)
 
 
 # -- the job process ------------------------------------------------------------
@@ -568,8 +588,6 @@ def run_job(
     nice: int = JOB_NICE,
 ) -> int:
     """The job process: claim the job, train, publish, report. Returns the process exit code."""
-    from training.pipeline import discard_outputs, run_pipeline
-
     if nice:
         with contextlib.suppress(OSError):
             os.nice(nice)
@@ -580,7 +598,6 @@ def run_job(
     if row is None:
         print(f"job {job_id} is not queued; nothing to do", file=sys.stderr)
         return 2
-    config = JobConfig.from_dict(json.loads(row["config_json"]))
     data = json.loads(row["data_json"] or "{}")
     cancel_requested = threading.Event()
     # SIGTERM means "cancel": stop after this step and clean up, instead of dying mid-save.
@@ -590,6 +607,7 @@ def run_job(
         return cancel_requested.is_set() or (job_dir / CANCEL_FILE).exists()
 
     try:
+        config = JobConfig.from_dict(json.loads(row["config_json"]))
         given = data.get("datasets_dir")
         if given:
             datasets_dir = Path(given)

@@ -36,6 +36,7 @@ INSTRUCTIONS_PATH = Path(__file__).parent / "data" / "instructions.jsonl"
 DATASET_FILES = {"sft": "sft.jsonl", "dpo": "dpo.jsonl", "kto": "kto.jsonl"}
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 STAGE_DIRS = ("datasets", "datasets.tmp", "data", "sft", "dpo", "kto")  # a job's outputs, bar its log
+THREADS_FILE = "threads"  # written by JobManager.set_threads, read by the job between steps
 VERSION_RE = re.compile(r"^v(\d{4,})$")
 
 
@@ -182,6 +183,16 @@ def published_by(adapters_dir: Path, job_id: str) -> str | None:
     return None
 
 
+def release_memory() -> None:
+    """Free a finished stage's model and trainer (reference cycles) and hand the heap back to the OS."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _library_versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -266,9 +277,11 @@ def run_pipeline(
     check_stop("before training")
 
     from training.sft import ADAPTER_DIR, StageControl
-    from training.threads import apply_threads, resolve_threads
+    from training.threads import ThreadBudget, apply_threads, resolve_threads
 
-    apply_threads(resolve_threads(config.threads))
+    threads = ThreadBudget(job_dir / THREADS_FILE, resolve_threads(config.threads))
+    apply_threads(threads.threads)
+    threads.poll()  # the server may have changed the budget before we started
     parent_dir = adapters_dir / parent if parent and config.init_from_parent else None
     if parent_dir is not None and not (parent_dir / ADAPTER_FILES[0]).is_file():
         raise FileNotFoundError(f"parent version {parent} has no adapter at {parent_dir}")
@@ -277,7 +290,11 @@ def run_pipeline(
     offset = 0
     for stage in stages:
         control = StageControl(
-            should_stop=stop, pause_s=config.step_pause_s, step_offset=offset, job_total_steps=total
+            should_stop=stop,
+            pause_s=config.step_pause_s,
+            step_offset=offset,
+            job_total_steps=total,
+            threads=threads,
         )
         common = {
             "model_dir": model_dir,
@@ -305,6 +322,7 @@ def run_pipeline(
             )
         init_adapter = job_dir / stage / ADAPTER_DIR
         offset += stage_steps[stage]
+        release_memory()  # the next stage loads its own model: don't hold two
         check_stop(f"after {stage}")
 
     emit({"phase": "save", "step": total, "total_steps": total})

@@ -27,6 +27,7 @@ from transformers import TrainerCallback
 
 from training import TrainingCancelled
 from training.config import LoraSettings, SFTSettings, StageSettings
+from training.threads import ThreadBudget
 
 ProgressFn = Callable[[dict[str, Any]], None]
 PathLike = str | os.PathLike[str]
@@ -41,6 +42,7 @@ class StageControl:
     pause_s: float = 0.0
     step_offset: int = 0  # steps of the job's earlier stages: progress counts steps across the whole job
     job_total_steps: int | None = None  # every stage's planned steps; None = this stage's only
+    threads: ThreadBudget | None = None  # lets the server hand cores to or take them from a running job
 
 
 class ProgressCallback(TrainerCallback):  # type: ignore[misc]
@@ -78,7 +80,12 @@ class ProgressCallback(TrainerCallback):  # type: ignore[misc]
             self.cancelled = True
             control.should_training_stop = True
             control.should_save = False  # a cancelled job leaves nothing behind to resume
-        elif self.control.pause_s > 0:
+            return
+        if self.control.threads is not None:
+            changed = self.control.threads.poll()
+            if changed is not None:
+                print(f"training with {changed} threads from step {state.global_step + 1}", flush=True)
+        if self.control.pause_s > 0:
             time.sleep(self.control.pause_s)
 
     def on_log(

@@ -9,6 +9,7 @@ inside torch.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -44,3 +45,35 @@ def apply_threads(threads: int) -> None:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass  # only settable before the first parallel op; harmless if torch already started
+
+
+class ThreadBudget:
+    """A job's thread count that the server can change while the job runs, through a file in the job dir.
+
+    The server writes a number to `jobs/<id>/threads` (JobManager.set_threads) when chats need cores or
+    leave them idle; the job calls `poll()` between optimizer steps and applies a change at once.
+    """
+
+    def __init__(self, path: Path, threads: int) -> None:
+        self.path = path
+        self.threads = threads
+        self._seen: float | None = None
+
+    def poll(self) -> int | None:
+        """The new thread count if the file changed since the last poll (and applies it), else None."""
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        if mtime == self._seen:
+            return None
+        self._seen = mtime
+        try:
+            wanted = resolve_threads(int(self.path.read_text().strip()))
+        except ValueError:
+            return None  # half-written or garbage: keep the current count
+        if wanted == self.threads:
+            return None
+        self.threads = wanted
+        apply_threads(wanted)
+        return wanted

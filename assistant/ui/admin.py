@@ -25,8 +25,8 @@ def feedback_view(
     require_admin(session)
     page = max(1, int(page or 1))
     rows = ctx.store.list_feedback(
-        rater=rater.strip() or None, tag=tag or None, rating=rating or None,
-        adapter_version=version.strip() or None, limit=50, offset=(page - 1) * 50,
+        rater=(rater or "").strip() or None, tag=tag or None, rating=rating or None,
+        adapter_version=(version or "").strip() or None, limit=50, offset=(page - 1) * 50,
     )
     table = pd.DataFrame(
         [{c: (", ".join(r.get(c) or []) if c == "tags" else r.get(c)) for c in FEEDBACK_COLUMNS}
@@ -40,7 +40,7 @@ def feedback_view(
     daily = pd.DataFrame(ctx.store.daily_up_rate(), columns=["day", "adapter_version", "up", "down", "rate"])
     if not daily.empty:
         daily["adapter_version"] = daily["adapter_version"].fillna("base")
-    summary = f"{counts.get('total', 0)} ratings · page {page}"
+    summary = f"{counts.get('ratings', 0)} ratings · page {page}"
     return table, by_tag, daily, summary
 
 

@@ -365,11 +365,13 @@ def build_chat_tab(ctx: AppContext, session_state: gr.State) -> None:
             with gr.Accordion("Sampling", open=False):
                 temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature")
                 top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top p")
+                # Steps of 16 up to the limit; a limit of 16 or less (a small deployment) steps by 1.
+                small = settings.max_tokens_limit <= 16
                 max_tokens = gr.Slider(
-                    16,
-                    settings.max_tokens_limit,
+                    1 if small else 16,
+                    max(2, settings.max_tokens_limit),
                     value=settings.default_max_tokens,
-                    step=16,
+                    step=1 if small else 16,
                     label="Max tokens",
                 )
     with gr.Accordion("Compare two answers", open=False, elem_id="compare-panel"):

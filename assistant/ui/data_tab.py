@@ -71,7 +71,7 @@ def decide_items(
     require_admin(session)
     from feedback import review
 
-    ids = [i for i in ids_text.replace(",", " ").split() if i]
+    ids = [i for i in (ids_text or "").replace(",", " ").split() if i]
     if not ids:
         raise gr.Error("List the item ids to decide on (copy them from the table).")
     edited = None
@@ -88,7 +88,7 @@ def decide_items(
             decision,
             by=session_rater(session),
             edited_payload=edited,
-            reason=reason.strip() or None,
+            reason=(reason or "").strip() or None,
         )
     except (ValueError, LookupError) as exc:
         raise gr.Error(str(exc)) from None
