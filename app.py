@@ -54,6 +54,9 @@ def build_context(settings: Settings, *, load_engine: bool = True) -> AppContext
     from feedback.store import Store
     from feedback.users import ensure_admin
 
+    # Absolute from here on: training jobs run in another working directory (the project root), and a
+    # relative data dir (the default ./data) would point them at another database.
+    settings = settings.replace(data_dir=settings.data_dir.resolve())
     check_data_dir(settings.data_dir)
     store = Store(settings.db_path)
     password = ensure_admin(store, settings.admin_password)

@@ -43,8 +43,8 @@ def validate_messages(
         content = message.get("content")
         if isinstance(content, list):  # OpenAI / Gradio content parts
             texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
-            if len(texts) != len(content):
-                raise InvalidRequestError(f"messages[{i}].content: only text parts are supported")
+            if len(texts) != len(content) or not all(isinstance(t, str) for t in texts):
+                raise InvalidRequestError(f"messages[{i}].content: only text parts (with string text) are supported")
             content = "".join(texts)
         if not isinstance(content, str):
             raise InvalidRequestError(f"messages[{i}].content must be a string")

@@ -164,14 +164,18 @@ def rate_answer(
     correction: str | None = None,
 ) -> str:
     message = owned_message(ctx, session, session.get("selected"))
+    rater = session_rater(session)
+    # The newest rating is the rater's whole current verdict: a 👍 then a stars-only save must keep the 👍,
+    # so fields this action does not set are carried over from the current rating.
+    current = ctx.store.current_rating(message["id"], rater) or {}
     try:
         ctx.store.add_rating(
             message_id=message["id"],
-            rater=session_rater(session),
-            rating=rating,
-            stars=int(stars) if stars else None,
-            tags=tuple(tags or ()),
-            comment=(comment or "").strip() or None,
+            rater=rater,
+            rating=rating or current.get("rating"),
+            stars=int(stars) if stars else current.get("stars"),
+            tags=tuple(tags or current.get("tags") or ()),
+            comment=(comment or "").strip() or current.get("comment"),
             correction=(correction or "").strip() or None,
         )
     except (ValueError, LookupError) as exc:
@@ -219,6 +223,16 @@ def on_select(
     if not message_id:
         return session, "Select an answer (not your own message) to rate it."
     return {**session, "selected": message_id}, f"Selected answer `{message_id}` for rating."
+
+
+def describe_selected(ctx: AppContext, session: dict[str, Any], status: str) -> str:
+    """Which model version wrote the selected answer: every answer's version is one click away."""
+    message = ctx.store.get_message(session.get("selected") or "")
+    if message is None or message.get("conversation_id") not in session.get("conversations", []):
+        return status
+    tokens = message.get("completion_tokens") or 0
+    version = version_label(message.get("adapter_version") or BASE)
+    return f"{status} Written by {ctx.model_id} · {version} · {tokens} tokens."
 
 
 def on_edit(
@@ -442,7 +456,8 @@ def build_chat_tab(ctx: AppContext, session_state: gr.State) -> None:
         return on_like(ctx, session, data, history)
 
     def select(session: dict, history: list, data: gr.SelectData) -> tuple[dict, str]:
-        return on_select(session, data, history)
+        session, status = on_select(session, data, history)
+        return session, describe_selected(ctx, session, status)
 
     def edit(session: dict, history: list, data: gr.EditData) -> tuple[list, dict, str]:
         return on_edit(ctx, session, history, data)

@@ -219,6 +219,8 @@ def test_real_model_screenshots(page: Any, real_server: Server) -> None:
     assert liked["rating"] == "up" and rated["comment"] == "Correct and concise." and rated["stars"] == 5
     sign_in_as_admin(page, real_server)
     show_feedback(page, "", "Correct and concise.")
+    # The two charts render after the table: wait for their marks before the picture.
+    page.wait_for_function("() => document.querySelectorAll('.vega-embed .marks').length >= 2")
     page.screenshot(path=str(DOCS / "screenshot-feedback.png"))
     assert (DOCS / "screenshot-chat.png").stat().st_size > 10_000
     assert (DOCS / "screenshot-feedback.png").stat().st_size > 10_000

@@ -110,13 +110,44 @@ def start_server_in(
     return server
 
 
+def kill_job_processes(server: Server) -> list[int]:
+    """SIGKILL the training jobs this server started and left running (they run in their own sessions,
+    so stopping the server does not stop them). Only pids recorded in its own database, and only while
+    they still run `training.jobs` for that job."""
+    import signal
+    import sqlite3
+
+    killed = []
+    if not server.db_path.is_file():
+        return killed
+    try:
+        with server.db() as db:
+            rows = db.execute("SELECT id, pid FROM training_jobs WHERE pid IS NOT NULL").fetchall()
+    except sqlite3.Error:
+        return killed
+    for row in rows:
+        try:
+            cmdline = Path(f"/proc/{row['pid']}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "training.jobs" in cmdline and row["id"] in cmdline:
+            os.kill(row["pid"], signal.SIGKILL)
+            killed.append(row["pid"])
+    return killed
+
+
+def stop_and_clean(server: Server) -> None:
+    stop_server(server)
+    kill_job_processes(server)
+
+
 @pytest.fixture(scope="session")
 def limits_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = start_server_in(tmp_path_factory.mktemp("limits-cwd"), model_path=tiny_model_dir, env=LIMITS_ENV)
     try:
         yield server
     finally:
-        stop_server(server)
+        stop_and_clean(server)
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +156,7 @@ def fuzz_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     try:
         yield server
     finally:
-        stop_server(server)
+        stop_and_clean(server)
 
 
 # ------------------------------------------------------------------------------------------- Gradio

@@ -19,7 +19,8 @@ from tests.reliability.conftest import FULL, QUICK
 
 COUNTS = [
     pytest.param(QUICK["hypothesis_examples"], id="quick"),
-    pytest.param(FULL["hypothesis_examples"], id="full", marks=[pytest.mark.full, pytest.mark.slow]),
+    pytest.param(FULL["hypothesis_examples"], id="full",
+                 marks=[pytest.mark.full, pytest.mark.slow, pytest.mark.timeout(3600)]),
 ]
 
 
@@ -77,8 +78,10 @@ comparison = st.fixed_dictionaries(
      "rater": st.sampled_from(RATERS), "created_at": stamp},
 )
 event_log = st.fixed_dictionaries(
-    {"messages": st.lists(message, max_size=10), "ratings": st.lists(rating, max_size=25),
-     "comparisons": st.lists(comparison, max_size=6)},
+    # Ids are unique, as the database's primary keys make them; everything else may be odd.
+    {"messages": st.lists(message, max_size=8, unique_by=lambda m: m["id"]),
+     "ratings": st.lists(rating, max_size=25, unique_by=lambda r: r["id"]),
+     "comparisons": st.lists(comparison, max_size=6, unique_by=lambda c: c["id"])},
 )
 
 
