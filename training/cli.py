@@ -205,7 +205,13 @@ def add_rollback(subparsers: Any) -> None:
 SUBCOMMANDS: list[Callable[[Any], None]] = [add_versions, add_promote, add_rollback]
 
 
+def _training_subcommands() -> list[Callable[[Any], None]]:
+    from training.cli_train import add_eval, add_train  # imports training.cli: load it lazily
+
+    return [add_train, add_eval]
+
+
 def register(subparsers: Any) -> None:
     """Called by assistant/cli.py with its sub-parsers."""
-    for add in SUBCOMMANDS:
+    for add in [*SUBCOMMANDS, *_training_subcommands()]:
         add(subparsers)
