@@ -7,6 +7,7 @@ raises its own typed exceptions (BadRequestError, RateLimitError, ...). Admin ro
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -14,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -236,12 +238,17 @@ def build_router(ctx: AppContext) -> APIRouter:
             stop=tuple(stop),
             seed=body.seed,
         )
-        messages = [
+        messages: list[dict[str, Any]] = [
             {"role": "system" if m.role == "developer" else m.role, "content": m.content}
             for m in body.messages
         ]
-        turn = start_turn(
-            ctx, messages, params, owner=rater_id(request, body.user), source="api", version=version
+        # start_turn writes the user's turn to SQLite and waits for the commit: off the event loop, so a
+        # slow or locked database holds up this request only, not every other one (health, UI, SSE).
+        turn = await anyio.to_thread.run_sync(
+            functools.partial(
+                start_turn, ctx, messages, params, owner=rater_id(request, body.user), source="api",
+                version=version,
+            )
         )
         if body.stream:
             return StreamingResponse(

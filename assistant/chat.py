@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,7 +44,7 @@ def validate_messages(
         if isinstance(content, list):  # OpenAI / Gradio content parts
             texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
             if len(texts) != len(content) or not all(isinstance(t, str) for t in texts):
-                raise InvalidRequestError(f"messages[{i}].content: only text parts (with string text) are supported")
+                raise InvalidRequestError(f"messages[{i}].content: only text parts (string text) are allowed")
             content = "".join(texts)
         if not isinstance(content, str):
             raise InvalidRequestError(f"messages[{i}].content must be a string")
@@ -92,7 +92,7 @@ class Turn:
     def version(self) -> str:
         return self.handle.version
 
-    def deltas(self, timeout: float | None = None) -> Iterator[str]:
+    def deltas(self, timeout: float | None = None) -> Generator[str, None, None]:
         try:
             yield from self.handle.stream(timeout)
         finally:
@@ -138,7 +138,7 @@ class Turn:
 
 def start_turn(
     ctx: AppContext,
-    messages: list[dict[str, str]],
+    messages: list[dict[str, Any]],
     params: SamplingParams,
     *,
     owner: str,

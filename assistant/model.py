@@ -95,7 +95,7 @@ def ensure_cache(source: ModelSource, cache_root: Path) -> Path:
     except Exception as exc:  # a broken file: say which one
         raise ModelNotFoundError(f"cannot read {gguf}: {exc}. Replace the file or {INSTALL_HINT}") from exc
     # A model loaded from GGUF refuses to save until its quantizer traces are cleared.
-    model.hf_quantizer = None
+    setattr(model, "hf_quantizer", None)  # noqa: B010 - typed as a module attribute in transformers
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config.name_or_path = source.model_id

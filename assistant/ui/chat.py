@@ -124,7 +124,7 @@ def chat_turn(
     if regenerate_of:
         session["regenerated"] = {"previous": regenerate_of, "new": turn.message_id}
     history = [*history, {"role": "user", "content": message}]
-    answer = {"role": "assistant", "content": "", "metadata": {"id": turn.message_id}}
+    answer: dict[str, Any] = {"role": "assistant", "content": "", "metadata": {"id": turn.message_id}}
     deltas = turn.deltas(ctx.settings.request_timeout_s)
     try:
         for delta in deltas:
@@ -413,7 +413,7 @@ def build_chat_tab(ctx: AppContext, session_state: gr.State) -> None:
 
     def regen(history: list, session: dict, *rest: Any) -> Iterator[Any]:
         message, before, replaced = last_user_text(history)
-        yield from chat_turn(ctx, message, before, session, *rest, regenerate_of=replaced)
+        yield from chat_turn(ctx, message, before, session, *rest, regenerate_of=replaced)  # type: ignore[misc]
 
     outputs = [box, chatbot, session_state, status]
     events = [
@@ -440,7 +440,7 @@ def build_chat_tab(ctx: AppContext, session_state: gr.State) -> None:
             concurrency_limit=None,
         )
     )
-    stop.click(None, cancels=events)
+    stop.click(None, cancels=events)  # type: ignore[arg-type]
 
     def fresh(session: dict) -> tuple[list, dict, str]:
         return (
@@ -449,7 +449,9 @@ def build_chat_tab(ctx: AppContext, session_state: gr.State) -> None:
             "New conversation.",
         )
 
-    new_chat.click(fresh, [session_state], [chatbot, session_state, status], cancels=events)
+    new_chat.click(
+        fresh, [session_state], [chatbot, session_state, status], cancels=events  # type: ignore[arg-type]
+    )
 
     # Gradio passes event data only to parameters annotated with its type: no bare lambdas here.
     def like(session: dict, history: list, data: gr.LikeData) -> tuple[dict, str]:
