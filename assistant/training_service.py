@@ -79,6 +79,7 @@ class TrainingService:
                 job_config,
                 parent=None if parent in (None, "base") else parent,
                 curation={"require_review": self.ctx.settings.require_review},
+                gate=True,
             )
         except JobAlreadyRunningError as exc:
             raise JobConflictError(str(exc)) from None

@@ -207,6 +207,7 @@ class JobManager:
         *,
         parent: str | None = None,
         curation: dict[str, Any] | None = None,
+        gate: bool = False,
     ) -> str:
         """Queue a job and launch its process; returns its id. JobAlreadyRunningError if one is active.
 
@@ -222,6 +223,7 @@ class JobManager:
             "datasets_dir": str(datasets_dir) if datasets_dir else None,
             "parent": parent,
             "curation": curation,
+            "gate": gate,  # run the promotion gate as the job's last phase (training/gate_step.py)
         }
         with self._db() as conn, transaction(conn):
             self._refuse_if_active(conn)
@@ -561,18 +563,16 @@ def export_datasets(db_path: Path, out_dir: Path, curation: dict[str, Any] | Non
     if (out_dir / "manifest.json").is_file():
         return out_dir  # a resumed job trains on the data it started with
     # Imported here: only a job that curates for itself needs the curation stack.
-    from feedback.curate import CurationConfig, curate
+    from feedback.datasets import curate_store, curation_config
     from feedback.export import export_datasets as export
-    from feedback.review import apply_review, sync_queue
     from feedback.store import Store
 
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     store = Store(db_path, synchronous="NORMAL")
     try:
-        result = curate(store.events(), CurationConfig(**(curation or {})))
-        sync_queue(result, store, store.write)
-        export(apply_review(result, store), tmp)
+        # The same curation as the admin Data tab: admins are trusted raters, plugin filters apply.
+        export(curate_store(store, curation_config(store, **(curation or {}))), tmp)
     finally:
         store.close()
     os.replace(tmp, out_dir)
@@ -644,6 +644,14 @@ def run_job(
         )
         return 1
     data["result"] = {k: result[k] for k in ("stages", "counts", "planned_steps", "metrics")}
+    if data.get("gate"):
+        from training.gate_step import run_gate
+        from training.threads import resolve_threads
+
+        step = sum((result.get("planned_steps") or {}).values())  # keeps the job's step count where it was
+        gate = run_gate(job_dir, adapters_dir, model_dir, result["version"], data.get("parent"), datasets_dir,
+                        resolve_threads(config.threads), reporter.progress, step)
+        data["gate"] = {"passed": gate.get("passed"), "error": gate.get("error")}
     reporter.finish("succeeded", version=result["version"], data=data)
     return 0
 
