@@ -20,18 +20,77 @@ from assistant.settings import Settings
 log = logging.getLogger("assistant")
 
 
-def check_data_dir(path: Path) -> None:
-    """Fail early, with what to do, when the data dir can't be written (read-only, full disk)."""
+def check_data_dir(path: Path) -> list[Path]:
+    """Fail early, with what to do, when the data dir can't be written (read-only, full disk).
+
+    Returns the directories it created (deepest first). A failed check leaves nothing behind: the probe
+    file and those directories are removed.
+    """
+    missing = [p for p in (path, *path.parents) if not os.path.lexists(p)]  # deepest first
+    probe = path / f".write-test-{os.getpid()}"
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
         probe.write_bytes(b"x" * 4096)
         probe.unlink()
     except OSError as exc:
+        _remove_quietly([probe], missing)
         raise SystemExit(
             f"error: the data directory {path} is not writable ({exc.strerror or exc}). "
             "Free some disk space, fix its permissions, or point ASSISTANT_DATA_DIR elsewhere."
         ) from None
+    return missing
+
+
+def _remove_quietly(files: list[Path], dirs: list[Path]) -> None:
+    """Best effort: remove files, then the (now empty) directories, deepest first."""
+    for f in files:
+        try:
+            f.unlink(missing_ok=True)
+        except OSError:
+            pass
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
+def open_store(settings: Settings, created_dirs: list[Path] | None = None) -> Any:
+    """The feedback store, with the admin user in it; a disk that fills up now fails with a message.
+
+    A database this start created is removed again on failure, with `created_dirs` (no half-made files);
+    an existing one is left exactly as it is.
+    """
+    import sqlite3
+
+    from feedback.store import Store
+    from feedback.users import ensure_admin
+
+    path = settings.db_path
+    fresh = not os.path.lexists(path)
+    store = None
+    try:
+        store = Store(path)
+        password = ensure_admin(store, settings.admin_password)
+    except (sqlite3.Error, OSError) as exc:
+        if store is not None:
+            try:
+                store.close()
+            except Exception:
+                pass
+        if fresh:
+            _remove_quietly([Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")],
+                            list(created_dirs or []))
+        raise SystemExit(
+            f"error: could not set up the database {path} ({exc}). "
+            "Free some disk space, fix its permissions, or point ASSISTANT_DATA_DIR elsewhere."
+        ) from None
+    if password and not settings.admin_password:
+        print(
+            f"Created user 'admin' with password: {password}  (shown once; change it in the Account tab)",
+            flush=True,
+        )
+    return store
 
 
 def load_admin_token(settings: Settings) -> tuple[str, bool]:
@@ -51,20 +110,12 @@ def load_admin_token(settings: Settings) -> tuple[str, bool]:
 def build_context(settings: Settings, *, load_engine: bool = True) -> AppContext:
     from assistant.model import prepare_model_dir
     from assistant.plugins import build_engine
-    from feedback.store import Store
-    from feedback.users import ensure_admin
 
     # Absolute from here on: training jobs run in another working directory (the project root), and a
     # relative data dir (the default ./data) would point them at another database.
     settings = settings.replace(data_dir=settings.data_dir.resolve())
-    check_data_dir(settings.data_dir)
-    store = Store(settings.db_path)
-    password = ensure_admin(store, settings.admin_password)
-    if password and not settings.admin_password:
-        print(
-            f"Created user 'admin' with password: {password}  (shown once; change it in the Account tab)",
-            flush=True,
-        )
+    created_dirs = check_data_dir(settings.data_dir)
+    store = open_store(settings, created_dirs)
     token, created = load_admin_token(settings)
     if created:
         print(f"Admin API token (saved in {settings.admin_token_path}): {token}", flush=True)
@@ -112,8 +163,11 @@ def build_app(ctx: AppContext) -> Any:
     demo = build_ui(ctx)
     demo.queue(default_concurrency_limit=16, max_size=ctx.settings.queue_size * 2)
     # Routes first, then Gradio at "/": a route added after mounting at "/" is shadowed.
+    # No component takes uploads: max_file_size keeps anonymous POSTs to /gradio_api/upload from filling
+    # the disk with big files (they are cached under GRADIO_TEMP_DIR).
     return gr.mount_gradio_app(
-        app, demo, path="/", show_error=True, blocked_paths=[str(ctx.settings.data_dir.resolve())]
+        app, demo, path="/", show_error=True, blocked_paths=[str(ctx.settings.data_dir.resolve())],
+        max_file_size=ctx.settings.max_body_bytes,
     )
 
 

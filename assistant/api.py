@@ -120,6 +120,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return openai_error(status, message, "invalid_request_error", param=where or None)
 
 
+# Gradio's own routes (queue/join carries the whole chat history; uploads) get this many times the API's
+# limit: bounded too, or anyone could post gigabytes to /gradio_api/* without signing in.
+GRADIO_BODY_FACTOR = 4
+
+
 def install_body_limit(app: FastAPI, max_bytes: int) -> None:
     """Refuse oversized bodies before anything parses them: declared (Content-Length) or streamed."""
     app.add_middleware(_BodyLimit, max_bytes=max_bytes)
@@ -133,17 +138,14 @@ class _BodyLimit:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] not in ("POST", "PUT", "PATCH")
-            or scope["path"].startswith("/gradio_api")
-        ):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
+        limit = self.max_bytes * (GRADIO_BODY_FACTOR if scope["path"].startswith("/gradio_api") else 1)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
-            if not declared.isdigit() or int(declared) > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if not declared.isdigit() or int(declared) > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             await self.app(scope, receive, send)
             return
@@ -156,8 +158,8 @@ class _BodyLimit:
             if message["type"] != "http.request":
                 break
             size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             if not message.get("more_body", False):
                 break
@@ -167,8 +169,8 @@ class _BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
-        response = openai_error(413, f"request body over {self.max_bytes} bytes", "body_too_large")
+    async def _refuse(self, scope: Any, receive: Any, send: Any, limit: int) -> None:
+        response = openai_error(413, f"request body over {limit} bytes", "body_too_large")
         await response(scope, receive, send)
 
 
@@ -291,7 +293,7 @@ def build_router(ctx: AppContext) -> APIRouter:
         version: str | None = None,
         since: str | None = None,
         limit: int = Query(50, ge=1, le=500),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=2**62),  # past 64 bits SQLite raises OverflowError (a 500)
     ) -> dict[str, Any]:
         rows = ctx.store.list_feedback(
             rater=rater,

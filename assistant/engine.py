@@ -35,7 +35,7 @@ import queue
 import threading
 import time
 import warnings
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -130,7 +130,7 @@ class RequestHandle:
         self.cancelled = threading.Event()
         self.done = threading.Event()
         self._ended = False  # the consumer has read everything: iterating again ends at once
-        self._notify: Callable[[], None] | None = None  # wakes an asyncio consumer
+        self._notify: Callable[[], Any] | None = None  # wakes an asyncio consumer
 
     @property
     def version(self) -> str:
@@ -234,12 +234,49 @@ class _Prefill:
     """A group of admitted requests being prefilled together (left-padded), chunk by chunk."""
 
     rows: list[_Row]
-    ids: Any  # (B, L) long, left-padded
-    mask: Any  # (B, L) long
+    ids: Any  # (B, L) long: what is left to run, left-padded (the prompts after any cached prefix)
+    mask: Any  # (B, P + L) long: attention mask over the cached prefix (P columns) and `ids`
     positions: Any  # (B, L) long
     cache: Any
-    done: int = 0  # columns already run
-    logits: Any = None  # last position's logits once complete
+    prefix_len: int = 0  # P: columns that came from the prefix cache
+    done: int = 0  # columns of `ids` already run
+
+
+@dataclass
+class _Prepared:
+    """An adapter read from disk off the worker thread (numpy arrays: no torch outside the worker)."""
+
+    signature: Any  # what must match for its weights to be copied into a spare slot
+    weights: dict[str, Any]
+
+
+_SHAPE_KEYS = (
+    "peft_type", "r", "lora_alpha", "use_rslora", "use_dora", "target_modules", "bias", "fan_in_fan_out",
+    "modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform", "layers_pattern", "lora_bias",
+    "exclude_modules", "target_parameters", "alora_invocation_tokens",
+)
+
+
+def _read_adapter(path: Path) -> _Prepared | None:
+    """Read a LoRA saved by peft (adapter_config.json + adapter_model.safetensors) without torch; None
+    when it can't be (another format, bfloat16 weights, a variant such as DoRA): PEFT loads it then."""
+    import json
+
+    try:
+        from safetensors.numpy import load_file
+
+        config = json.loads((path / "adapter_config.json").read_text())
+        if config.get("peft_type") != "LORA" or config.get("use_dora") or config.get("modules_to_save"):
+            return None
+        weights = load_file(str(path / "adapter_model.safetensors"))
+    except Exception:  # unreadable here: the slow path reports real problems with PEFT's own errors
+        return None
+    shape = {k: config.get(k) for k in _SHAPE_KEYS}
+    if isinstance(shape["target_modules"], list):
+        shape["target_modules"] = sorted(shape["target_modules"])
+    signature = (json.dumps(shape, sort_keys=True, default=str),
+                 tuple(sorted((k, tuple(v.shape)) for k, v in weights.items())))
+    return _Prepared(signature, weights)
 
 
 class Engine:
@@ -260,6 +297,9 @@ class Engine:
         merge_single_adapter: bool = True,
         request_timeout_s: float | None = None,
         prefill_chunk_tokens: int = 512,
+        prefix_cache_tokens: int = 4096,
+        spare_slots: int = 2,
+        batch_window_s: float = 0.015,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -274,6 +314,11 @@ class Engine:
         self.merge_single_adapter = merge_single_adapter
         self.request_timeout_s = request_timeout_s
         self.prefill_chunk_tokens = max(16, prefill_chunk_tokens)
+        self.prefix_cache_tokens = prefix_cache_tokens  # 0 disables the prefix cache
+        self.spare_slots = spare_slots  # unloaded adapters kept for reuse by the next load of that shape
+        # An idle engine waits this long after the latest arrival (at most 4× in all) before prefilling,
+        # so a burst of requests is prefilled as one group rather than one, then the rest.
+        self.batch_window_s = batch_window_s
         self.eos_ids = self._eos_ids()
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = pad if isinstance(pad, int) else min(self.eos_ids, default=0)
@@ -297,6 +342,21 @@ class Engine:
         self._lora_on: bool | None = None  # LoRA layers enabled (None: unknown, set on next forward)
         self._single: str | None = None  # PEFT's active adapter when running one adapter unmerged
         self._lora_layers: list[Any] = []
+        self._peft_names: dict[str, str] = {}  # version → the PEFT adapter (slot) holding it
+        self._signatures: dict[str, Any] = {}  # PEFT adapter → shape signature (None: not reusable)
+        self._spare: list[tuple[str, Any]] = []  # PEFT adapters holding no version, ready for reuse
+        self._spare_source: tuple[Any, Path] | None = None  # (signature, file) to build spares from
+        self._spare_serial = itertools.count(1)
+        # Prefix cache: the KV of a prompt's first message (the system prompt, shared by most requests),
+        # per version, LRU-bounded in tokens. Filled for free from full prefills; used when a whole
+        # group shares the prefix.
+        self._prefixes: OrderedDict[tuple[str, tuple[int, ...]], list[tuple[Any, Any]]] = OrderedDict()
+        self._prefix_tokens = 0
+        self.prefix_hits = 0
+        # Auto threads (threads=0): what torch uses now, and the CPU counters of the last check.
+        self._torch_threads = 0
+        self._cpu_sample: tuple[float, float, float] | None = None
+        self._quiet_checks = 0
         self.steps = 0
         self.prefills = 0
         self.tokens_generated = 0
@@ -331,7 +391,11 @@ class Engine:
                 "live_version": self.live_version,
                 "loaded_versions": sorted(self.loaded_versions),
                 "merged": self._merged,
+                "spare_slots": len(self._spare),
                 "threads": self.threads,
+                "torch_threads": self._torch_threads,
+                "prefix_cache_entries": len(self._prefixes),
+                "prefix_hits": self.prefix_hits,
                 "steps": self.steps,
                 "prefills": self.prefills,
                 "tokens_generated": self.tokens_generated,
@@ -413,7 +477,13 @@ class Engine:
 
     # Adapter management: each runs on the worker, so PEFT's global state is never raced.
     def load_version(self, version: str, path: Path) -> None:
-        self.call(lambda: self._load_adapter(version, path)).result()
+        """Load an adapter as `version` (it serves requests that name it, or all once `set_live`).
+
+        The file is read here, on the caller's thread; the worker then only copies the weights into a
+        spare slot of the same shape (a few ms between two decode steps), or has PEFT build the modules.
+        """
+        prepared = _read_adapter(Path(path))
+        self.call(lambda: self._load_adapter(version, Path(path), prepared)).result()
 
     def set_live(self, version: str) -> str:
         """New requests use `version` from now on; running ones finish on theirs. Returns the old one."""
@@ -437,10 +507,52 @@ class Engine:
 
     # ------------------------------------------------------------------ worker thread
     def _apply_threads(self, threads: int) -> None:
+        """`threads` > 0: exactly that many. 0: auto — one thread while other processes keep the CPU
+        busy, every core when it is ours (see `_auto_threads`); starts at one."""
+        self.threads = threads
+        self._cpu_sample, self._quiet_checks = None, 0
+        self._use_threads(threads if threads > 0 else 1)
+
+    def _use_threads(self, n: int) -> None:
         import torch
 
-        self.threads = threads
-        torch.set_num_threads(threads if threads > 0 else max(1, os.cpu_count() or 1))
+        if n != self._torch_threads:
+            torch.set_num_threads(n)
+            self._torch_threads = n
+
+    def _auto_threads(self) -> None:
+        """Measured on this machine: with another process busy, 2 torch threads on 2 cores ran 4–30×
+        slower than 1 (a thread waits at every barrier for a descheduled sibling), while on an idle
+        machine all cores are faster. So, about once a second, look at how much CPU the *other*
+        processes used (/proc/stat minus our own time): above ~0.3 of a core → 1 thread; after three
+        quiet seconds in a row → all cores."""
+        cores = os.cpu_count() or 1
+        if self.threads != 0 or cores <= 1:
+            return
+        now = time.monotonic()
+        if self._cpu_sample is not None and now - self._cpu_sample[0] < 1.0:
+            return
+        try:
+            with open("/proc/stat") as fh:
+                fields = [int(x) for x in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return  # not Linux: keep one thread, the safe choice
+        tick = os.sysconf("SC_CLK_TCK")
+        # user nice system idle iowait irq softirq steal (guest time is already inside user/nice)
+        busy = (sum(fields[:8]) - sum(fields[3:5])) / tick
+        times = os.times()
+        ours = times.user + times.system
+        previous, self._cpu_sample = self._cpu_sample, (now, busy, ours)
+        if previous is None:
+            return
+        others = ((busy - previous[1]) - (ours - previous[2])) / max(1e-3, now - previous[0])
+        if others > 0.3:
+            self._quiet_checks = 0
+            self._use_threads(1)
+        else:
+            self._quiet_checks += 1
+            if self._quiet_checks >= 3:
+                self._use_threads(cores)
 
     def _eos_ids(self) -> set[int]:
         ids = set()
@@ -463,7 +575,7 @@ class Engine:
         while True:
             with self._cv:
                 while not (self._stopping or self._commands or self._pending or self._rows or self._prefill
-                           or self._retirable()):
+                           or self._retirable() or self._spare_due()):
                     self._cv.wait()
                 if self._stopping:
                     break
@@ -475,6 +587,7 @@ class Engine:
                 except BaseException as exc:  # reported to the caller, the loop goes on
                     future.set_exception(exc)
             try:
+                self._auto_threads()
                 self._expire()
                 if self._prefill is None:
                     self._prefill = self._start_prefill()
@@ -483,6 +596,8 @@ class Engine:
                 if self._rows:
                     self._decode_step()
                 self._unload_retired()
+                if self._spare_due() and not (self._rows or self._prefill or self._pending):
+                    self._make_spare()  # idle: nobody waits for these few hundred ms
             except Exception as exc:  # a failed step fails its rows, never the server
                 log.exception("decode step failed")
                 failed = self._rows + (self._prefill.rows if self._prefill is not None else [])
@@ -542,15 +657,14 @@ class Engine:
     # Admission: FIFO groups, prefilled together.
     def _start_prefill(self) -> _Prefill | None:
         """Take waiting requests in arrival order into one left-padded prefill group."""
-        import torch
-        from transformers import DynamicCache
-
         free = self.max_batch_size - len(self._rows)
         if free <= 0:
             return None
         taken: list[RequestHandle] = []
         longest = real = 0
         with self._cv:
+            if not self._rows and self.batch_window_s > 0:
+                self._batch_window(free)
             while self._pending and len(taken) < free:
                 handle = self._pending[0]
                 width = max(longest, len(handle.prompt_ids))
@@ -563,20 +677,108 @@ class Engine:
                 longest = width
         if not taken:
             return None
+        try:
+            return self._build_prefill(taken)
+        except Exception as exc:  # they left the queue: fail them here, or nobody would
+            for handle in taken:
+                self._release(handle, "error", AssistantError(f"generation failed: {exc}"))
+            raise
+
+    def _build_prefill(self, taken: list[RequestHandle]) -> _Prefill:
+        import torch
+        from transformers import DynamicCache
+
         rows = []
         for handle in taken:
             row = _Row(handle)
             if handle.params.seed is not None and not handle.params.greedy:
                 row.generator = torch.Generator().manual_seed(handle.params.seed)
             rows.append(row)
-        ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), longest), dtype=torch.long)
-        for i, row in enumerate(rows):
-            n = len(row.handle.prompt_ids)
-            ids[i, longest - n:] = torch.tensor(row.handle.prompt_ids, dtype=torch.long)
-            mask[i, longest - n:] = 1
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        return _Prefill(rows, ids, mask, positions, DynamicCache())
+        prefix = self._shared_prefix(rows)
+        p = len(prefix)
+        # Layout of row i: [cached prefix (p)] [padding] [rest of its prompt]. Holes in the attention
+        # mask are fine, and positions continue from p, so each row computes what it would alone.
+        rests = [row.handle.prompt_ids[p:] for row in rows]
+        width = max(len(r) for r in rests)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), p + width), dtype=torch.long)
+        mask[:, :p] = 1
+        for i, rest in enumerate(rests):
+            ids[i, width - len(rest):] = torch.tensor(rest, dtype=torch.long)
+            mask[i, p + width - len(rest):] = 1
+        positions = (mask[:, p:].cumsum(dim=1) - 1).clamp(min=0) + p
+        cache = DynamicCache()
+        if p:
+            entries = [self._prefixes[row.handle.version, prefix] for row in rows]
+            cache = DynamicCache([
+                (torch.cat([e[layer][0] for e in entries]), torch.cat([e[layer][1] for e in entries]))
+                for layer in range(len(entries[0]))
+            ])
+            self.prefix_hits += len(rows)
+        return _Prefill(rows, ids, mask, positions, cache, prefix_len=p)
+
+    def _batch_window(self, free: int) -> None:
+        """Idle engine, requests waiting: let a burst finish arriving (call with self._cv held)."""
+        if not self._pending:
+            return
+        first = self._pending[0].result.started_at
+        while self._pending and len(self._pending) < free and not (self._stopping or self._commands):
+            latest = self._pending[-1].result.started_at
+            wait = min(latest + self.batch_window_s, first + 4 * self.batch_window_s) - time.monotonic()
+            if wait <= 0:
+                return
+            self._cv.wait(wait)
+
+    # Prefix cache (worker only).
+    def _first_message(self, prompt_ids: list[int]) -> tuple[int, ...]:
+        """The prompt up to the end of its first message (the end-of-turn token), if that is a proper,
+        worthwhile prefix; else ()."""
+        limit = min(len(prompt_ids) - 1, 1024)
+        for i in range(limit):
+            if prompt_ids[i] in self.eos_ids:
+                return tuple(prompt_ids[: i + 1]) if i + 1 >= 8 else ()
+        return ()
+
+    def _shared_prefix(self, rows: list[_Row]) -> tuple[int, ...]:
+        """The cached first message that every row of the group starts with, or ()."""
+        if not self.prefix_cache_tokens:
+            return ()
+        prefix = self._first_message(rows[0].handle.prompt_ids)
+        if not prefix:
+            return ()
+        p = len(prefix)
+        for row in rows:
+            if tuple(row.handle.prompt_ids[:p]) != prefix or len(row.handle.prompt_ids) <= p:
+                return ()
+            if (row.handle.version, prefix) not in self._prefixes:
+                return ()
+        for row in rows:
+            self._prefixes.move_to_end((row.handle.version, prefix))
+        return prefix
+
+    def _remember_prefixes(self, group: _Prefill) -> None:
+        """After a full prefill, keep each row's first-message KV (a slice of what was just computed)."""
+        width = group.mask.shape[1]
+        for i, row in enumerate(group.rows):
+            prefix = self._first_message(row.handle.prompt_ids)
+            key = (row.handle.version, prefix)
+            if not prefix or key in self._prefixes or len(prefix) > self.prefix_cache_tokens // 2:
+                continue
+            start = width - len(row.handle.prompt_ids)
+            end = start + len(prefix)
+            self._prefixes[key] = [
+                (layer.keys[i:i + 1, :, start:end].clone(), layer.values[i:i + 1, :, start:end].clone())
+                for layer in group.cache.layers
+            ]
+            self._prefix_tokens += len(prefix)
+            while self._prefix_tokens > self.prefix_cache_tokens:
+                (_, old), _ = self._prefixes.popitem(last=False)
+                self._prefix_tokens -= len(old)
+
+    def _forget_prefixes(self, versions: set[str]) -> None:
+        for key in [k for k in self._prefixes if k[0] in versions]:
+            del self._prefixes[key]
+            self._prefix_tokens -= len(key[1])
 
     def _prefill_chunk(self) -> None:
         """Run the next chunk of the group's prompt; when it is complete, join the running batch."""
@@ -586,12 +788,14 @@ class Engine:
         cols = max(1, self.prefill_chunk_tokens // batch)
         start, end = group.done, min(width, group.done + cols)
         versions = [r.handle.version for r in group.rows]
-        out = self._forward(group.ids[:, start:end], group.mask[:, :end], group.positions[:, start:end],
-                            group.cache, versions)
+        out = self._forward(group.ids[:, start:end], group.mask[:, :group.prefix_len + end],
+                            group.positions[:, start:end], group.cache, versions)
         group.cache, group.done = out.cache, end
         if end < width:
             return
         tokens = self._sample(out.logits[:, -1, :], group.rows)
+        if group.prefix_len == 0 and self.prefix_cache_tokens:
+            self._remember_prefixes(group)
         self._merge_into_batch(group.cache, group.mask)
         self._rows.extend(group.rows)
         self._prefill = None
@@ -615,7 +819,7 @@ class Engine:
         # Without PEFT's per-row routing, call the transformers model itself: it skips PeftModel's
         # wrapper and its per-call hook (de)registration.
         net = self.model
-        if not extra and self.loaded_versions and hasattr(self.model, "get_base_model"):
+        if not extra and self._lora_layers and hasattr(self.model, "get_base_model"):
             net = self.model.get_base_model()
         with torch.inference_mode():
             return net(
@@ -636,7 +840,7 @@ class Engine:
         - one adapter is active (and mergeable): its merged weights swapped in, LoRA layers off;
         - otherwise: LoRA layers on; one adapter via PEFT's active adapter, several via `adapter_names`.
         """
-        if not self.loaded_versions:
+        if not self._lora_layers:
             return {}
         active = self._active_versions() | set(versions)
         if active <= {BASE}:
@@ -654,12 +858,12 @@ class Engine:
             self._unmerge()
             self._set_lora(True)
             if self._single != only:
-                self.model.set_adapter(adapter_name(only))
+                self.model.set_adapter(self._peft_names[only])
                 self._single = only
             return {}
         self._unmerge()
         self._set_lora(True)
-        names = [_PEFT_BASE if v == BASE else adapter_name(v) for v in versions]
+        names = [_PEFT_BASE if v == BASE else self._peft_names[v] for v in versions]
         return {"adapter_names": names}
 
     def _set_lora(self, enabled: bool) -> None:
@@ -668,11 +872,12 @@ class Engine:
         for layer in self._lora_layers:
             layer.enable_adapters(enabled)
         self._lora_on = enabled
+        self._single = None  # enable_adapters re-activates PEFT's own active adapter
 
     def _mergeable(self, version: str) -> bool:
         from peft.tuners.lora import Linear as LoraLinear
 
-        name = adapter_name(version)
+        name = self._peft_names[version]
         layers = [m for m in self._lora_layers if name in getattr(m, "lora_A", {})]
         return bool(layers) and all(
             isinstance(m, LoraLinear) and name not in getattr(m, "lora_variant", {})
@@ -682,7 +887,7 @@ class Engine:
 
     def _merge(self, version: str) -> None:
         """Swap in W + ΔW as new tensors; the original weights stay untouched for an exact unmerge."""
-        name = adapter_name(version)
+        name = self._peft_names[version]
         swapped = []
         for module in self._lora_layers:
             if name not in getattr(module, "lora_A", {}):
@@ -707,17 +912,41 @@ class Engine:
         self._lora_on = None
         self._single = None
 
-    def _load_adapter(self, version: str, path: Path) -> None:
+    def _slot_params(self, name: str) -> dict[str, Any]:
+        """PEFT adapter `name`'s LoRA weights under the keys its saved file uses."""
+        params = {}
+        for module_name, module in self.model.named_modules():
+            for kind in ("lora_A", "lora_B"):
+                holder = getattr(module, kind, None)
+                if holder is not None and hasattr(holder, "keys") and name in holder:
+                    params[f"{module_name}.{kind}.weight"] = holder[name].weight
+        return params
+
+    def _load_adapter(self, version: str, path: Path, prepared: _Prepared | None = None) -> None:
+        """Load a version: into a spare slot of the same shape when there is one (a weight copy, a few
+        ms), else through PEFT (hundreds of ms: it rebuilds modules and walks the model many times)."""
         from peft import PeftModel
 
-        name = adapter_name(version)
         with self._cv:
             self._retire.discard(version)  # loading it again cancels a pending retirement
             if version in self.loaded_versions:
                 return
         self._unmerge()
+        self._single = None
+        if prepared is not None:
+            for i, (slot, signature) in enumerate(self._spare):
+                if signature == prepared.signature and self._fill_slot(slot, prepared):
+                    del self._spare[i]
+                    self._finish_load(version, slot, prepared.signature)
+                    return
+        name = adapter_name(version)
+        taken = set(self._peft_names.values()) | {slot for slot, _ in self._spare}
+        serial = 1
+        while name in taken:  # a spare slot or a reloaded version may hold the plain name already
+            serial += 1
+            name = adapter_name(f"{version}~{serial}")
         # low_cpu_mem_usage: the new LoRA weights are created empty and filled from the file, skipping
-        # a random initialisation that would only be overwritten (it shortens the pause of a swap).
+        # a random initialisation that would only be overwritten.
         if isinstance(self.model, PeftModel):
             self.model.load_adapter(str(path), adapter_name=name, low_cpu_mem_usage=True)
         else:
@@ -725,8 +954,50 @@ class Engine:
                                                    low_cpu_mem_usage=True)
             self.model.eval()
         self._refresh_lora_layers()
+        signature = None
+        if prepared is not None and set(self._slot_params(name)) == set(prepared.weights):
+            signature = prepared.signature
+            self._spare_source = (signature, path)
+        self._finish_load(version, name, signature)
+
+    def _finish_load(self, version: str, name: str, signature: Any) -> None:
+        self._peft_names[version] = name
+        self._signatures[name] = signature
         with self._cv:
             self.loaded_versions.add(version)
+
+    def _spare_due(self) -> bool:
+        if self._spare_source is None or not self._lora_layers:
+            return False
+        signature = self._spare_source[0]
+        return sum(1 for _, sig in self._spare if sig == signature) < self.spare_slots
+
+    def _make_spare(self) -> None:
+        """Build an empty slot shaped like the last adapter loaded, so the next swap is a weight copy.
+        Runs only while the engine is idle."""
+        assert self._spare_source is not None
+        signature, path = self._spare_source
+        name = adapter_name(f"spare{next(self._spare_serial)}")
+        try:
+            self.model.load_adapter(str(path), adapter_name=name, low_cpu_mem_usage=True)
+        except Exception as exc:  # the file went away: no spare, swaps take PEFT's path
+            log.warning("could not prepare a spare adapter slot from %s: %s", path, exc)
+            self._spare_source = None
+            return
+        self._refresh_lora_layers()
+        self._signatures[name] = signature
+        self._spare.append((name, signature))
+
+    def _fill_slot(self, name: str, prepared: _Prepared) -> bool:
+        import torch
+
+        params = self._slot_params(name)
+        if set(params) != set(prepared.weights) or any(
+                tuple(params[k].shape) != tuple(v.shape) for k, v in prepared.weights.items()):
+            return False
+        for key, array in prepared.weights.items():
+            params[key].data.copy_(torch.from_numpy(array))
+        return True
 
     def _retirable(self) -> list[str]:
         """Versions to unload now: retired, not live, no request pinned (call with self._cv held)."""
@@ -743,16 +1014,26 @@ class Engine:
             self._retire.difference_update(ready)
         if not loaded:
             return
+        self._forget_prefixes(set(loaded))
         self._unmerge()
+        self._single = None
         if not self.loaded_versions:
             self.model = self.model.unload()  # no adapter left: back to the plain base model
-            self._lora_layers, self._lora_on, self._single = [], None, None
+            self._lora_layers, self._lora_on = [], None
+            self._peft_names, self._signatures, self._spare = {}, {}, []
+            self._spare_source = None
         else:
             for version in loaded:
+                name = self._peft_names.pop(version)
+                signature = self._signatures.get(name)
+                if signature is not None and len(self._spare) < self.spare_slots:
+                    self._spare.append((name, signature))  # kept: the next version of this shape reuses it
+                    continue
+                self._signatures.pop(name, None)
                 with warnings.catch_warnings():  # "adapter X was active, now Y is": we route per row
                     warnings.simplefilter("ignore", UserWarning)
-                    self.model.delete_adapter(adapter_name(version))
-            self._refresh_lora_layers()
+                    self.model.delete_adapter(name)
+                self._refresh_lora_layers()
         log.info("unloaded versions %s", ", ".join(loaded))
 
     # The running batch.

@@ -12,7 +12,7 @@ import pytest
 
 from assistant.engine import BASE, Engine, SamplingParams
 from tests.conftest import make_engine
-from tests.test_batching import chat, make_adapter, sharpen
+from tests.test_batching import Gate, chat, make_adapter, sharpen
 
 PROMPTS = ["Hi", "What is 2 + 2?", "List three colours.", "Tell me about the sea.", "Bonjour",
            "Why is the sky blue?", "Name a fruit.", "Count to five."]
@@ -152,6 +152,17 @@ def test_retired_version_is_unloaded_after_its_last_request(
         list(stream)
         assert wait_until(lambda: engine.stats()["loaded_versions"] == ["v2"])
         assert newer.text() == references["v2", 1]
+        # v1's slot was kept as a spare (and idle time prepared more): the next adapter of that shape
+        # is copied into one, not rebuilt by PEFT.
+        spares = engine.call(lambda: [name for name, _ in engine._spare]).result()
+        assert "ver_v1" in spares
+        engine.load_version("v3", adapter_paths["v3"])
+        assert engine._peft_names["v3"] in spares
+        assert engine.generate(chat(PROMPTS[1]), greedy(), version="v3") == references["v3", 1]
+        with Gate(engine):
+            mixed = [engine.submit(chat(PROMPTS[i]), greedy(), version=v) for i, v in enumerate(VERSIONS)
+                     if v != "v1"]
+        assert [h.text() for h in mixed] == [references[v, i] for i, v in enumerate(VERSIONS) if v != "v1"]
         # A retired, unloaded version can be loaded and used again.
         engine.load_version("v1", adapter_paths["v1"])
         assert engine.generate(chat(PROMPTS[1]), greedy(), version="v1") == references["v1", 1]

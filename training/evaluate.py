@@ -75,8 +75,10 @@ class GateConfig:
         at most this many nats.
     regression_tolerance: no regression-suite rate (per category, informativeness, distinct answers) may
         drop by more than this vs live.
-    informativeness_floor: words an answer to an open question needs to count as informative (an item's
-        own "min_words" wins); one vacuous sentence falls short of it.
+    informativeness_floor: words an answer to an open question needs (besides naming the key facts) to
+        count as informative; an item's own "min_words" wins. 5 lets one complete sentence pass ("The
+        opposite of hot is cold.") and fails bare facts ("Cold."). With 10, bench/gate_overtuned.py saw a
+        mild SFT on the concise instruction set blocked (0.42 -> 0.08) while its facts improved.
     max_suite_items: answer at most this many suite items (0 = all), a deterministic sample by id that
         takes the categories in turn so each stays represented.
     system_prompt: prepended to suite items without one; None means what the chat UI sends by default
@@ -88,7 +90,7 @@ class GateConfig:
     min_correction_items: int = 5
     max_correction_nll_increase: float = 0.2
     regression_tolerance: float = 0.05
-    informativeness_floor: int = 10
+    informativeness_floor: int = 5
     max_new_tokens: int = 96
     max_suite_items: int = 0
     suite_path: str | None = None  # None: the shipped suite

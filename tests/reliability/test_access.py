@@ -60,7 +60,7 @@ def refused(message: dict[str, Any]) -> bool:
 def test_admin_handlers_are_enumerated(config: dict[str, Any]) -> None:
     deps = admin_dependencies(config)
     names = {d.get("api_name") for d in deps}
-    # Refresh of Feedback; Data refresh/export/approve/reject; Training tick/train/cancel; Models' six + thens.
+    # Feedback refresh; Data refresh/export/approve/reject; Training tick/train/cancel; Models' 6 + thens.
     assert "feedback_refresh" in names and "tick" in names
     assert len(deps) >= 19, sorted(map(str, names))
 
@@ -134,9 +134,9 @@ def _only_skips(sse_body: str) -> bool:
     import json
 
     for line in sse_body.splitlines():
-        if line.startswith("data:") and line[5:].strip() not in ("null", ""):
-            if not all(is_noop_update(v) for v in json.loads(line[5:]) or []):
-                return False
+        payload = line[5:].strip() if line.startswith("data:") else ""
+        if payload not in ("null", "") and not all(is_noop_update(v) for v in json.loads(payload) or []):
+            return False
     return True
 
 
@@ -173,9 +173,12 @@ def admin_routes() -> list[tuple[str, str]]:
             app = build_app(ctx)
             routes = []
             for method, path in walk_routes(app.routes):
-                if path.startswith("/admin") or path in ("/v1/load_lora_adapter", "/v1/unload_lora_adapter"):
-                    if method not in ("HEAD", "OPTIONS"):
-                        routes.append((method, path))
+                admin = path.startswith("/admin") or path in (
+                    "/v1/load_lora_adapter",
+                    "/v1/unload_lora_adapter",
+                )
+                if admin and method not in ("HEAD", "OPTIONS"):
+                    routes.append((method, path))
         finally:
             training = ctx.extras.get("training")
             if training is not None:

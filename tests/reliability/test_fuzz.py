@@ -18,7 +18,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.reliability.conftest import FULL, QUICK, dependency_by_api_name, gradio_call, gradio_config, new_session_hash
+from tests.reliability.conftest import (
+    FULL,
+    QUICK,
+    dependency_by_api_name,
+    gradio_call,
+    gradio_config,
+    new_session_hash,
+)
 from tests.server import Server
 
 ST = Path(sys.executable).parent / "st"
@@ -41,20 +48,41 @@ def run_schemathesis(server: Server, target: int, per_operation: int, workdir: P
     while merged["cases"] < target:
         report = workdir / f"schemathesis-{seed}.json"
         cmd = [
-            str(ST), "run", f"{server.base_url}/openapi.json",
-            "--checks", "not_a_server_error",
-            "--include-path-regex", "^/(v1|admin)/",
-            "-H", f"Authorization: Bearer {server.admin_token}",
-            "--max-examples", str(per_operation),
-            "--workers", "2",
-            "--seed", str(seed),
-            "--suppress-health-check", "all",
-            "--request-timeout", "30",
-            "--report", "json", "--report-json-path", str(report),
+            str(ST),
+            "run",
+            f"{server.base_url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--include-path-regex",
+            "^/(v1|admin)/",
+            "-H",
+            f"Authorization: Bearer {server.admin_token}",
+            "--max-examples",
+            str(per_operation),
+            "--workers",
+            "2",
+            "--seed",
+            str(seed),
+            "--suppress-health-check",
+            "all",
+            "--request-timeout",
+            "30",
+            "--report",
+            "json",
+            "--report-json-path",
+            str(report),
         ]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=3000, cwd=workdir,
-                              env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin", "HOME": str(workdir)})
-        assert report.is_file(), f"schemathesis wrote no report:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        done = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=3000,
+            cwd=workdir,
+            env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin", "HOME": str(workdir)},
+        )
+        assert report.is_file(), (
+            f"schemathesis wrote no report:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
         data = json.loads(report.read_text())
         merged["cases"] += data["test_cases"]["generated"]
         merged["runs"] += 1
@@ -71,18 +99,25 @@ def run_schemathesis(server: Server, target: int, per_operation: int, workdir: P
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("scale", [
-    pytest.param(QUICK, id="quick"),
-    pytest.param(FULL, id="full", marks=[pytest.mark.full, pytest.mark.timeout(3600)]),
-])
-def test_schemathesis_finds_no_server_error(fuzz_server: Server, scale: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "scale",
+    [
+        pytest.param(QUICK, id="quick"),
+        pytest.param(FULL, id="full", marks=[pytest.mark.full, pytest.mark.timeout(3600)]),
+    ],
+)
+def test_schemathesis_finds_no_server_error(
+    fuzz_server: Server, scale: dict[str, Any], tmp_path: Path
+) -> None:
     target = scale["fuzz_cases"]
     per_operation = max(10, target // 18)  # 18 operations; the coverage and stateful phases add more
     started = time.monotonic()
     result = run_schemathesis(fuzz_server, target, per_operation, tmp_path)
     elapsed = time.monotonic() - started
-    print(f"\nschemathesis: {result['cases']} cases in {result['runs']} run(s), {elapsed:.0f} s; "
-          f"5xx by operation: {result['failures'] or 'none'}; errors: {result['errors'] or 'none'}")
+    print(
+        f"\nschemathesis: {result['cases']} cases in {result['runs']} run(s), {elapsed:.0f} s; "
+        f"5xx by operation: {result['failures'] or 'none'}; errors: {result['errors'] or 'none'}"
+    )
     assert result["cases"] >= target
     assert not result["errors"], "\n".join(result["outputs"])  # a timeout is a hang: a denial of service
     unknown = {op: kinds for op, kinds in result["failures"].items() if op not in KNOWN_SERVER_ERRORS}
@@ -134,3 +169,12 @@ def test_hostile_sampling_through_the_gradio_chat_endpoint(fuzz_server: Server) 
         assert len(data) == len(dep["inputs"])
         done = gradio_call(fuzz_server.base_url, dep, data, new_session_hash(), timeout=30)
         assert done["msg"] == "process_completed", done
+
+
+def test_integers_past_64_bits_are_refused_not_500(fuzz_server: Server) -> None:
+    """SQLite takes 64-bit integers only: a bigger offset must be a 4xx, not an OverflowError."""
+    with httpx.Client(base_url=fuzz_server.base_url, headers=fuzz_server.admin_headers(), timeout=30) as http:
+        for offset in (2**63, 2**70, 32589158477190044731):
+            response = http.get("/admin/feedback", params={"limit": 5, "offset": offset})
+            assert response.status_code == 422, (offset, response.text[:200])
+        assert http.get("/admin/feedback", params={"limit": 5, "offset": 10**9}).status_code == 200
