@@ -72,6 +72,13 @@ class TrainingService:
             job_config = JobConfig.from_dict(config or {})
         except (ValueError, TypeError) as exc:
             raise _BadConfig(f"invalid job config: {exc}") from None
+        if job_config.threads == 0:
+            # Cores are a budget: the server keeps one for chats, the job takes the rest (never both all).
+            from training.threads import available_cores
+
+            job_config = job_config.replace(
+                threads=max(1, available_cores() - self.serving_threads_during_training)
+            )
         router = self.ctx.extras.get("router")
         parent = self.ctx.engine.live_version if self.ctx.engine is not None else None
         try:

@@ -51,6 +51,7 @@ HELDOUT_CAPITALS = [
     ("New Zealand", "Wellington"), ("Malaysia", "Kuala Lumpur"), ("Qatar", "Doha"), ("Jordan", "Amman"),
     ("Ecuador", "Quito"), ("Estonia", "Tallinn"), ("Latvia", "Riga"), ("Senegal", "Dakar"),
 ]  # fmt: skip
+SPELLINGS = {"Kyiv": ("Kiev",)}  # older spellings count as correct
 GENERAL = [
     ("Why do we have seasons?", "the tilt of the Earth's axis changes how directly sunlight reaches each "
      "half of the planet during the year."),
@@ -248,7 +249,10 @@ def evaluate(model_dir: Path, adapter_dir: Path | None, threads: int) -> dict[st
     answers = [a.strip() for a in answers]
     n_cap = len(HELDOUT_CAPITALS)
     styled = [a.startswith(STYLE) for a in answers]
-    correct = [cap.lower() in a.lower() for (_, cap), a in zip(HELDOUT_CAPITALS, answers, strict=False)]
+    correct = [
+        any(name.lower() in a.lower() for name in (cap, *SPELLINGS.get(cap, ())))
+        for (_, cap), a in zip(HELDOUT_CAPITALS, answers, strict=False)
+    ]
     return {
         "style_capitals": sum(styled[:n_cap]) / n_cap,
         "style_general": sum(styled[n_cap:]) / len(HELDOUT_GENERAL),

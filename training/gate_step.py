@@ -33,10 +33,10 @@ def run_gate(
     step: int,
 ) -> dict[str, Any]:
     """Evaluate `version` against `parent` (None: the base); never raises: a crash is a failed gate."""
-    from training.evaluate import GateConfig, evaluate, format_report
-
     progress({"phase": "gate", "step": step, "total_steps": step})
     try:
+        from training.evaluate import GateConfig, evaluate, format_report
+
         config = GateConfig(
             max_suite_items=AUTO_GATE_ITEMS,
             max_new_tokens=AUTO_GATE_TOKENS,

@@ -649,8 +649,17 @@ def run_job(
         from training.threads import resolve_threads
 
         step = sum((result.get("planned_steps") or {}).values())  # keeps the job's step count where it was
-        gate = run_gate(job_dir, adapters_dir, model_dir, result["version"], data.get("parent"), datasets_dir,
-                        resolve_threads(config.threads), reporter.progress, step)
+        gate = run_gate(
+            job_dir,
+            adapters_dir,
+            model_dir,
+            result["version"],
+            data.get("parent"),
+            datasets_dir,
+            resolve_threads(config.threads),
+            reporter.progress,
+            step,
+        )
         data["gate"] = {"passed": gate.get("passed"), "error": gate.get("error")}
     reporter.finish("succeeded", version=result["version"], data=data)
     return 0
