@@ -931,9 +931,8 @@ class Engine:
             self._retire.discard(version)  # loading it again cancels a pending retirement
             if version in self.loaded_versions:
                 return
-        self._unmerge()
         self._single = None
-        if prepared is not None:
+        if prepared is not None:  # the merged weights (if any) stay: a slot copy touches no base weight
             for i, (slot, signature) in enumerate(self._spare):
                 if signature == prepared.signature and self._fill_slot(slot, prepared):
                     del self._spare[i]
@@ -947,6 +946,7 @@ class Engine:
             name = adapter_name(f"{version}~{serial}")
         # low_cpu_mem_usage: the new LoRA weights are created empty and filled from the file, skipping
         # a random initialisation that would only be overwritten.
+        self._unmerge()  # PEFT rebuilds modules: let it see the original weights
         if isinstance(self.model, PeftModel):
             self.model.load_adapter(str(path), adapter_name=name, low_cpu_mem_usage=True)
         else:
@@ -1015,7 +1015,8 @@ class Engine:
         if not loaded:
             return
         self._forget_prefixes(set(loaded))
-        self._unmerge()
+        if self._merged in loaded or not self.loaded_versions:
+            self._unmerge()  # else the live version stays merged: deleting another adapter can't touch it
         self._single = None
         if not self.loaded_versions:
             self.model = self.model.unload()  # no adapter left: back to the plain base model

@@ -278,7 +278,7 @@ def build_training_router(ctx: AppContext, service: TrainingService) -> APIRoute
         return job_summary(service.get(job_id))
 
     @router.get("/admin/jobs/{job_id}/progress", dependencies=[admin])
-    def progress(job_id: str, since: int = Query(0, ge=0)) -> dict[str, Any]:
+    def progress(job_id: str, since: int = Query(0, ge=0, le=2**62)) -> dict[str, Any]:
         service.get(job_id)
         return {"data": service.jobs.progress(job_id, since_id=since)}
 

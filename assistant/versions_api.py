@@ -143,8 +143,11 @@ def build_versions_router(ctx: AppContext) -> APIRouter:
         registry, version_router, _ = parts()
         if ctx.engine is not None and body.lora_name in ctx.engine.loaded_versions:
             raise _BadRequest(f"The lora adapter '{body.lora_name}' has already been loaded.")
-        path = Path(body.lora_path).expanduser()
-        manifest = registry.validate(path)  # before anything is copied or loaded
+        try:
+            path = Path(body.lora_path).expanduser()
+            manifest = registry.validate(path)  # before anything is copied or loaded
+        except (OSError, RuntimeError) as exc:  # an unreadable path (too long, unknown ~user, ...)
+            raise _BadRequest(f"cannot read lora_path {body.lora_path!r}: {exc}") from None
         if manifest["id"] != body.lora_name:
             raise _BadRequest(
                 f"lora_name {body.lora_name!r} must be the adapter's version id {manifest['id']!r} "

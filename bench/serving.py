@@ -3,14 +3,17 @@
     .venv/bin/python bench/serving.py            # 16 requests x 64 tokens per level, concurrency 1/4/8/16
     .venv/bin/python bench/serving.py --quick    # 8 requests x 32 tokens, concurrency 1 and 8 (~4 min)
     options: --requests N --max-tokens N --concurrency 1,4,8,16 --dtype float32|bfloat16
-             --server-threads N (0 = auto) --no-docs (don't rewrite docs/serving.md and docs/serving.png)
+             --server-threads N (default: the baseline's; 0 = the engine's auto mode)
+             --no-docs (don't rewrite docs/serving.md and docs/serving.png)
 
 One process tree, one run, the same prompts (distinct "write a long essay" chats, greedy) and the same
 max_tokens everywhere:
 
 - naive: sequential `model.generate` in a separate, persistent subprocess. A probe first times torch's
   default thread count (what naive code gets) against 1 thread on the first prompts; the faster one is
-  the baseline, so ratios credit the engine, not a thread setting the baseline happened to get wrong;
+  the baseline, so ratios credit the engine, not a thread setting the baseline happened to get wrong.
+  The server runs with the same thread count (like for like; --server-threads 0 gives it the engine's
+  auto mode, which follows the load: see docs/serving.md);
 - server: `python -m assistant serve` as a subprocess on a free port with a temp data dir (its
   model-cache is a symlink to .test-cache/model-cache: nothing is converted), driven over HTTP
   streaming (/v1/chat/completions, stream=true) by 1, 4, 8 and 16 client threads;
@@ -432,7 +435,9 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int)
     parser.add_argument("--concurrency", default=None, help="comma-separated levels (default 1,4,8,16)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--server-threads", type=int, default=0, help="server threads (0: auto)")
+    parser.add_argument("--server-threads", type=int, default=None,
+                        help="server torch threads (default: the naive baseline's, for a like-for-like "
+                             "ratio; 0: the engine's auto mode)")
     parser.add_argument("--no-docs", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)  # naive worker
     parser.add_argument("--naive-worker", action="store_true", help=argparse.SUPPRESS)
@@ -473,6 +478,8 @@ def main() -> int:
         if other is not naive:
             other.close()
     print(f"  baseline: {naive.threads} thread(s)", flush=True)
+    if args.server_threads is None:
+        args.server_threads = naive.threads
 
     llama = run_llama_cpp(args)
     if llama is not None:
@@ -501,7 +508,8 @@ def main() -> int:
         f"request (greedy), {os.cpu_count()} cores, load average {load_start:.1f} → {load_end:.1f}. Naive "
         f"baseline: {naive.threads} thread(s), the faster in the probe. Server threads: "
         f"{'auto' if args.server_threads == 0 else args.server_threads} (torch threads at the end: "
-        f"{stats.get('torch_threads', '?')}); prefix-cache hits {stats.get('prefix_hits', '?')}"
+        f"{stats.get('torch_threads', '?')}; default: the baseline's); prefix-cache hits "
+        f"{stats.get('prefix_hits', '?')}"
         f"{'' if llama is not None else '; llama.cpp not installed (row skipped)'}.",
         "",
         table(rows),
