@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.helpers import build_tiny_model  # noqa: E402
+from tests.helpers import build_tiny_model
 
 SHARED = Path(os.environ.get("ASSISTANT_TEST_CACHE", Path(__file__).parent.parent / ".test-cache"))
 
