@@ -849,7 +849,7 @@ class Engine:
             return {}
         if len(active) == 1:
             (only,) = active
-            if self.merge_single_adapter and self._mergeable(only):
+            if self.merge_single_adapter and (self._merged == only or self._mergeable(only)):
                 if self._merged != only:
                     self._unmerge()
                     self._merge(only)

@@ -410,7 +410,7 @@ def chart(rows: list[dict[str, Any]], path: Path) -> bool:
         color = "#9aa5b1" if r["name"].startswith(("naive", "llama")) else "#3b7dd8"
         draw.text((20, y + 8), r["name"], fill="black", font=font)
         draw.rectangle([left, y, left + max(2, length), y + bar_h], fill=color)
-        label = f"{r['tps']:.1f}" + (f"  ({r['ratio']:.1f}× naive)" if r.get("ratio") else "")
+        label = f"{r['tps']:.1f}" + (f"  ({r['ratio']:.1f}x naive)" if r.get("ratio") else "")
         draw.text((left + length + 8, y + 8), label, fill="black", font=small)
     img.save(path)
     return True
