@@ -54,6 +54,7 @@ def transformers_engine(settings: Any, model_dir: Path, model_id: str) -> Any:
         max_batch_size=settings.max_batch_size,
         queue_size=settings.queue_size,
         threads=settings.threads,
+        request_timeout_s=settings.request_timeout_s,  # waiting included; past it: finish_reason timeout
     ).start()
 
 
