@@ -33,6 +33,7 @@ def run(examples: int, strategy: st.SearchStrategy[Any], check: Callable[[Any], 
         max_examples=examples,
         deadline=None,
         database=None,
+        derandomize=True,  # the same examples every run: CI reproducible, a failure reproducible locally
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     )(given(strategy)(check))
     test()
