@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 
 def build_tiny_model(target: Path) -> Path:
     """A random 2-layer Llama with the bundled tokenizer, saved as a HF directory (seconds to build)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from assistant.model import bundled_gguf, ensure_cache, load_tokenizer, resolve_source
 
     if (target / "config.json").is_file():
@@ -18,11 +16,17 @@ def build_tiny_model(target: Path) -> Path:
     real_dir = ensure_cache(resolve_source(None), target.parent / "model-cache")
     tokenizer = load_tokenizer(real_dir)
     assert bundled_gguf().is_file()
+    return save_random_llama(target, tokenizer, hidden_size=16, intermediate_size=32)
+
+
+def save_random_llama(target: Path, tokenizer: Any, **config: Any) -> Path:
+    """A seeded random 2-layer Llama with `tokenizer`, saved as a HF directory; `config` overrides sizes."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     torch.manual_seed(0)
-    config = LlamaConfig(
+    llama = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -31,9 +35,9 @@ def build_tiny_model(target: Path) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
+        **config,
     )
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(target, safe_serialization=True)
+    LlamaForCausalLM(llama).save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
     return target
 

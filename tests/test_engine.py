@@ -22,6 +22,7 @@ import pytest
 from assistant.engine import Engine, RequestHandle, SamplingParams
 from assistant.errors import InputTooLongError, QueueFullError
 from tests.conftest import make_engine
+from tests.helpers import save_random_llama
 
 PROMPTS = [
     "What is the capital of France?",
@@ -39,30 +40,13 @@ TIMEOUT = 60.0
 
 @pytest.fixture(scope="module")
 def varied_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from assistant.model import load_tokenizer
 
     target = tmp_path_factory.mktemp("varied-llama")
-    tokenizer = load_tokenizer(tiny_model_dir)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-        initializer_range=0.2,
+    # Wider and with larger weights than the shared tiny model, so greedy output differs per prompt.
+    save_random_llama(
+        target, load_tokenizer(tiny_model_dir), hidden_size=32, intermediate_size=64, initializer_range=0.2
     )
-    LlamaForCausalLM(config).save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
     return target
 
 
