@@ -79,8 +79,10 @@ def open_store(settings: Settings, created_dirs: list[Path] | None = None) -> An
             except Exception:
                 pass
         if fresh:
-            _remove_quietly([Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")],
-                            list(created_dirs or []))
+            _remove_quietly(
+                [Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")],
+                list(created_dirs or []),
+            )
         raise SystemExit(
             f"error: could not set up the database {path} ({exc}). "
             "Free some disk space, fix its permissions, or point ASSISTANT_DATA_DIR elsewhere."
@@ -152,11 +154,13 @@ def build_app(ctx: AppContext) -> Any:
     from fastapi import FastAPI
 
     from assistant.api import build_router, install_body_limit, install_error_handlers
+    from assistant.security_headers import install_security_headers
     from assistant.ui.app import build_ui
 
     app = FastAPI(title="Assistant API", version="1")
     install_error_handlers(app)
     install_body_limit(app, ctx.settings.max_body_bytes)
+    install_security_headers(app)
     app.include_router(build_router(ctx))
     for router in ctx.extras.get("routers", []):
         app.include_router(router)
@@ -166,7 +170,11 @@ def build_app(ctx: AppContext) -> Any:
     # No component takes uploads: max_file_size keeps anonymous POSTs to /gradio_api/upload from filling
     # the disk with big files (they are cached under GRADIO_TEMP_DIR).
     return gr.mount_gradio_app(
-        app, demo, path="/", show_error=True, blocked_paths=[str(ctx.settings.data_dir.resolve())],
+        app,
+        demo,
+        path="/",
+        show_error=True,
+        blocked_paths=[str(ctx.settings.data_dir.resolve())],
         max_file_size=ctx.settings.max_body_bytes,
     )
 

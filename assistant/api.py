@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .chat import Turn, start_turn
 from .context import AppContext
 from .engine import BASE, SamplingParams
-from .errors import AssistantError, InvalidRequestError, RateLimitedError
+from .errors import AssistantError, InvalidRequestError, QueueFullError, RateLimitedError
 from .limits import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AssistantError)
     async def _assistant_error(request: Request, exc: AssistantError) -> JSONResponse:
         headers = None
-        if isinstance(exc, RateLimitedError):
+        if isinstance(exc, (RateLimitedError, QueueFullError)):
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
         return openai_error(exc.status, str(exc), exc.code, headers=headers)
 
@@ -248,7 +248,12 @@ def build_router(ctx: AppContext) -> APIRouter:
         # slow or locked database holds up this request only, not every other one (health, UI, SSE).
         turn = await anyio.to_thread.run_sync(
             functools.partial(
-                start_turn, ctx, messages, params, owner=rater_id(request, body.user), source="api",
+                start_turn,
+                ctx,
+                messages,
+                params,
+                owner=rater_id(request, body.user),
+                source="api",
                 version=version,
             )
         )

@@ -50,6 +50,7 @@ from .errors import (
     QueueFullError,
     RequestCancelledError,
 )
+from .limits import queue_wait_s
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,14 @@ _DONE = object()
 class RequestHandle:
     """A submitted request. Iterate it for text deltas; `cancel()` frees its batch slot."""
 
-    def __init__(self, request_id: int, prompt_ids: list[int], params: SamplingParams, version: str,
-                 deadline: float | None = None):
+    def __init__(
+        self,
+        request_id: int,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        version: str,
+        deadline: float | None = None,
+    ):
         self.id = request_id
         self.prompt_ids = prompt_ids
         self.params = params
@@ -251,9 +258,23 @@ class _Prepared:
 
 
 _SHAPE_KEYS = (
-    "peft_type", "r", "lora_alpha", "use_rslora", "use_dora", "target_modules", "bias", "fan_in_fan_out",
-    "modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform", "layers_pattern", "lora_bias",
-    "exclude_modules", "target_parameters", "alora_invocation_tokens",
+    "peft_type",
+    "r",
+    "lora_alpha",
+    "use_rslora",
+    "use_dora",
+    "target_modules",
+    "bias",
+    "fan_in_fan_out",
+    "modules_to_save",
+    "rank_pattern",
+    "alpha_pattern",
+    "layers_to_transform",
+    "layers_pattern",
+    "lora_bias",
+    "exclude_modules",
+    "target_parameters",
+    "alora_invocation_tokens",
 )
 
 
@@ -274,8 +295,10 @@ def _read_adapter(path: Path) -> _Prepared | None:
     shape = {k: config.get(k) for k in _SHAPE_KEYS}
     if isinstance(shape["target_modules"], list):
         shape["target_modules"] = sorted(shape["target_modules"])
-    signature = (json.dumps(shape, sort_keys=True, default=str),
-                 tuple(sorted((k, tuple(v.shape)) for k, v in weights.items())))
+    signature = (
+        json.dumps(shape, sort_keys=True, default=str),
+        tuple(sorted((k, tuple(v.shape)) for k, v in weights.items())),
+    )
     return _Prepared(signature, weights)
 
 
@@ -329,6 +352,8 @@ class Engine:
         self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._cv = threading.Condition()
         self._stopping = False
+        # When the last request arrived (monotonic): the training service lends idle cores to a job.
+        self.last_request_at = float("-inf")
         self._thread: threading.Thread | None = None
         self._rows: list[_Row] = []
         self._prefill: _Prefill | None = None
@@ -450,9 +475,12 @@ class Engine:
         deadline = time.monotonic() + timeout if timeout else None
         with self._cv:
             if len(self._pending) >= self.queue_size:
+                wait = queue_wait_s(len(self._pending), self.max_batch_size)
                 raise QueueFullError(
-                    f"the server is busy ({len(self._pending)} requests waiting); retry shortly"
+                    f"the server is busy ({len(self._pending)} requests waiting); retry in {wait} s",
+                    retry_after=wait,
                 )
+            self.last_request_at = time.monotonic()
             pinned = version or self.live_version
             if pinned != BASE and pinned not in self.loaded_versions:
                 raise InvalidRequestError(f"model version {pinned!r} is not loaded")
@@ -462,8 +490,9 @@ class Engine:
             self._cv.notify_all()
         return handle
 
-    def generate(self, messages: list[dict[str, str]], params: SamplingParams | None = None,
-                 **kw: Any) -> str:
+    def generate(
+        self, messages: list[dict[str, str]], params: SamplingParams | None = None, **kw: Any
+    ) -> str:
         """Blocking convenience: the whole answer."""
         return self.submit(messages, params, **kw).text()
 
@@ -574,8 +603,15 @@ class Engine:
         torch.set_grad_enabled(False)
         while True:
             with self._cv:
-                while not (self._stopping or self._commands or self._pending or self._rows or self._prefill
-                           or self._retirable() or self._spare_due()):
+                while not (
+                    self._stopping
+                    or self._commands
+                    or self._pending
+                    or self._rows
+                    or self._prefill
+                    or self._retirable()
+                    or self._spare_due()
+                ):
                     self._cv.wait()
                 if self._stopping:
                     break
@@ -622,8 +658,9 @@ class Engine:
         now = time.monotonic()
         dropped: list[tuple[RequestHandle, str]] = []
         with self._cv:
-            expired = [h.cancelled.is_set() or (h.deadline is not None and now > h.deadline)
-                       for h in self._pending]
+            expired = [
+                h.cancelled.is_set() or (h.deadline is not None and now > h.deadline) for h in self._pending
+            ]
             if any(expired):
                 keep: deque[RequestHandle] = deque()
                 for h in self._pending:
@@ -649,10 +686,14 @@ class Engine:
     def _finish_timeout(self, handle: RequestHandle) -> None:
         self.timeouts += 1
         waited = time.monotonic() - handle.result.started_at
-        self._release(handle, "timeout", RequestTimeoutError(
-            f"the request ran past its {waited:.0f} s time limit and was ended; retry, or ask for fewer "
-            "tokens (max_tokens)"
-        ))
+        self._release(
+            handle,
+            "timeout",
+            RequestTimeoutError(
+                f"the request ran past its {waited:.0f} s time limit and was ended; retry, or ask for fewer "
+                "tokens (max_tokens)"
+            ),
+        )
 
     # Admission: FIFO groups, prefilled together.
     def _start_prefill(self) -> _Prefill | None:
@@ -704,16 +745,18 @@ class Engine:
         mask = torch.zeros((len(rows), p + width), dtype=torch.long)
         mask[:, :p] = 1
         for i, rest in enumerate(rests):
-            ids[i, width - len(rest):] = torch.tensor(rest, dtype=torch.long)
-            mask[i, p + width - len(rest):] = 1
+            ids[i, width - len(rest) :] = torch.tensor(rest, dtype=torch.long)
+            mask[i, p + width - len(rest) :] = 1
         positions = (mask[:, p:].cumsum(dim=1) - 1).clamp(min=0) + p
         cache = DynamicCache()
         if p:
             entries = [self._prefixes[row.handle.version, prefix] for row in rows]
-            cache = DynamicCache([
-                (torch.cat([e[layer][0] for e in entries]), torch.cat([e[layer][1] for e in entries]))
-                for layer in range(len(entries[0]))
-            ])
+            cache = DynamicCache(
+                [
+                    (torch.cat([e[layer][0] for e in entries]), torch.cat([e[layer][1] for e in entries]))
+                    for layer in range(len(entries[0]))
+                ]
+            )
             self.prefix_hits += len(rows)
         return _Prefill(rows, ids, mask, positions, cache, prefix_len=p)
 
@@ -767,7 +810,7 @@ class Engine:
             start = width - len(row.handle.prompt_ids)
             end = start + len(prefix)
             self._prefixes[key] = [
-                (layer.keys[i:i + 1, :, start:end].clone(), layer.values[i:i + 1, :, start:end].clone())
+                (layer.keys[i : i + 1, :, start:end].clone(), layer.values[i : i + 1, :, start:end].clone())
                 for layer in group.cache.layers
             ]
             self._prefix_tokens += len(prefix)
@@ -788,8 +831,13 @@ class Engine:
         cols = max(1, self.prefill_chunk_tokens // batch)
         start, end = group.done, min(width, group.done + cols)
         versions = [r.handle.version for r in group.rows]
-        out = self._forward(group.ids[:, start:end], group.mask[:, :group.prefix_len + end],
-                            group.positions[:, start:end], group.cache, versions)
+        out = self._forward(
+            group.ids[:, start:end],
+            group.mask[:, : group.prefix_len + end],
+            group.positions[:, start:end],
+            group.cache,
+            versions,
+        )
         group.cache, group.done = out.cache, end
         if end < width:
             return
@@ -879,11 +927,16 @@ class Engine:
 
         name = self._peft_names[version]
         layers = [m for m in self._lora_layers if name in getattr(m, "lora_A", {})]
-        return bool(layers) and all(
-            isinstance(m, LoraLinear) and name not in getattr(m, "lora_variant", {})
-            and not getattr(m, "lora_bias", {}).get(name, False)
-            for m in layers
-        ) and not any(name in getattr(m, "lora_embedding_A", {}) for m in self._lora_layers)
+        return (
+            bool(layers)
+            and all(
+                isinstance(m, LoraLinear)
+                and name not in getattr(m, "lora_variant", {})
+                and not getattr(m, "lora_bias", {}).get(name, False)
+                for m in layers
+            )
+            and not any(name in getattr(m, "lora_embedding_A", {}) for m in self._lora_layers)
+        )
 
     def _merge(self, version: str) -> None:
         """Swap in W + ΔW as new tensors; the original weights stay untouched for an exact unmerge."""
@@ -950,8 +1003,9 @@ class Engine:
         if isinstance(self.model, PeftModel):
             self.model.load_adapter(str(path), adapter_name=name, low_cpu_mem_usage=True)
         else:
-            self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name,
-                                                   low_cpu_mem_usage=True)
+            self.model = PeftModel.from_pretrained(
+                self.model, str(path), adapter_name=name, low_cpu_mem_usage=True
+            )
             self.model.eval()
         self._refresh_lora_layers()
         signature = None
@@ -993,7 +1047,8 @@ class Engine:
 
         params = self._slot_params(name)
         if set(params) != set(prepared.weights) or any(
-                tuple(params[k].shape) != tuple(v.shape) for k, v in prepared.weights.items()):
+            tuple(params[k].shape) != tuple(v.shape) for k, v in prepared.weights.items()
+        ):
             return False
         for key, array in prepared.weights.items():
             params[key].data.copy_(torch.from_numpy(array))
@@ -1114,25 +1169,27 @@ class Engine:
         self._detokenize(row)
         if self._set_text(row, final=False):
             handle.result.finish_reason = "stop"
-        elif (len(row.generated) >= handle.params.max_tokens
-              or len(handle.prompt_ids) + len(row.generated) >= self.context_window):
+        elif (
+            len(row.generated) >= handle.params.max_tokens
+            or len(handle.prompt_ids) + len(row.generated) >= self.context_window
+        ):
             self._set_text(row, final=True)
             handle.result.finish_reason = "length"
 
     def _detokenize(self, row: _Row) -> None:
         """Append the text of the newest token(s), decoding only the last few tokens."""
         decode = self.tokenizer.decode
-        prefix = decode(row.generated[row.prefix_offset:row.read_offset], skip_special_tokens=True)
-        full = decode(row.generated[row.prefix_offset:], skip_special_tokens=True)
+        prefix = decode(row.generated[row.prefix_offset : row.read_offset], skip_special_tokens=True)
+        full = decode(row.generated[row.prefix_offset :], skip_special_tokens=True)
         if len(full) > len(prefix) and not full.endswith("\ufffd"):
-            row.text += full[len(prefix):]
+            row.text += full[len(prefix) :]
             row.prefix_offset, row.read_offset = row.read_offset, len(row.generated)
 
     def _pending_text(self, row: _Row) -> str:
         """Text of the tokens not yet appended (an incomplete multi-byte character)."""
         decode = self.tokenizer.decode
-        prefix = decode(row.generated[row.prefix_offset:row.read_offset], skip_special_tokens=True)
-        return decode(row.generated[row.prefix_offset:], skip_special_tokens=True)[len(prefix):]
+        prefix = decode(row.generated[row.prefix_offset : row.read_offset], skip_special_tokens=True)
+        return decode(row.generated[row.prefix_offset :], skip_special_tokens=True)[len(prefix) :]
 
     def _set_text(self, row: _Row, final: bool) -> bool:
         """Cut at a stop string, emit what is safe to show. True when a stop string hit."""
@@ -1156,7 +1213,7 @@ class Engine:
             hold = max((len(s) - 1 for s in stops), default=0)
             safe = max(row.emitted_chars, safe - hold)  # a stop string may still be forming
         if safe > row.emitted_chars:
-            handle._emit(text[row.emitted_chars:safe])
+            handle._emit(text[row.emitted_chars : safe])
             row.emitted_chars = safe
         return hit
 

@@ -29,6 +29,10 @@ class QueueFullError(AssistantError):
     status = 429
     code = "queue_full"
 
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # sent as the Retry-After header
+
 
 class RateLimitedError(AssistantError):
     status = 429

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -33,3 +34,13 @@ class RateLimiter:
             if len(self._buckets) > self.max_keys:  # forget the oldest keys
                 for old in sorted(self._buckets, key=lambda k: self._buckets[k][1])[: self.max_keys // 10]:
                     del self._buckets[old]
+
+
+def queue_wait_s(waiting: int, batch_slots: int, seconds_per_batch: float = 2.0) -> int:
+    """A Retry-After hint for a full queue: the waiting requests drain one batch at a time.
+
+    A rough figure (a batch of short answers takes a few seconds on CPU), clamped to 1..30 s so a client
+    neither hammers the server nor gives up.
+    """
+    batches = math.ceil(waiting / max(1, batch_slots))
+    return int(min(30, max(1, math.ceil(batches * seconds_per_batch))))

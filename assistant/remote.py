@@ -46,6 +46,7 @@ from .errors import (
     QueueFullError,
     RequestCancelledError,
 )
+from .limits import queue_wait_s
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +156,11 @@ class RemoteEngine:
 
                 tokenizer = load_tokenizer(Path(model_dir))
             except Exception as exc:  # counts become estimates; the backend still checks lengths
-                log.warning("no local tokenizer for %s (%s): prompt lengths are checked by the backend",
-                            model_dir, exc)
+                log.warning(
+                    "no local tokenizer for %s (%s): prompt lengths are checked by the backend",
+                    model_dir,
+                    exc,
+                )
         return cls(
             settings.backend_url,
             model_id=model_id,
@@ -187,8 +191,9 @@ class RemoteEngine:
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(self.request_timeout_s or 300.0, connect=self.connect_timeout_s),
-            limits=httpx.Limits(max_connections=self.max_concurrency + 4,
-                                max_keepalive_connections=self.max_concurrency + 4),
+            limits=httpx.Limits(
+                max_connections=self.max_concurrency + 4, max_keepalive_connections=self.max_concurrency + 4
+            ),
             transport=self._transport,
         )
         try:
@@ -198,8 +203,12 @@ class RemoteEngine:
             self._client = None
             raise
         self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="remote-stream")
-        log.info("remote backend %s: base model %r, adapters loaded there: %s", self.base_url,
-                 self.backend_model, sorted(self.loaded_versions) or "none")
+        log.info(
+            "remote backend %s: base model %r, adapters loaded there: %s",
+            self.base_url,
+            self.backend_model,
+            sorted(self.loaded_versions) or "none",
+        )
         return self
 
     def _discover(self) -> None:
@@ -321,8 +330,10 @@ class RemoteEngine:
         assert pool is not None
         with self._cv:
             if len(self._queued) >= self.queue_size:
+                wait = queue_wait_s(len(self._queued), self.max_batch_size)
                 raise QueueFullError(
-                    f"the server is busy ({len(self._queued)} requests waiting); retry shortly"
+                    f"the server is busy ({len(self._queued)} requests waiting); retry in {wait} s",
+                    retry_after=wait,
                 )
             pinned = version or self.live_version
             if pinned != BASE and pinned not in self.loaded_versions:
@@ -334,8 +345,9 @@ class RemoteEngine:
         pool.submit(self._serve, handle, [dict(m) for m in messages])
         return handle
 
-    def generate(self, messages: list[dict[str, str]], params: SamplingParams | None = None,
-                 **kw: Any) -> str:
+    def generate(
+        self, messages: list[dict[str, str]], params: SamplingParams | None = None, **kw: Any
+    ) -> str:
         """Blocking convenience: the whole answer."""
         return self.submit(messages, params, **kw).text()
 
@@ -412,7 +424,7 @@ class RemoteEngine:
                     raise RequestTimeoutError("the request ran past its deadline and was cancelled")
                 if not line.startswith("data:"):
                     continue
-                data = line[len("data:"):].strip()
+                data = line[len("data:") :].strip()
                 if data == "[DONE]":
                     break
                 chunk = json.loads(data)
@@ -452,8 +464,9 @@ class RemoteEngine:
         if status == 429:
             return QueueFullError(f"the model backend is busy: {message}")
         if status in (401, 403):
-            return RemoteBackendError(f"the model backend refused the API key ({message}); "
-                                      "set ASSISTANT_BACKEND_API_KEY")
+            return RemoteBackendError(
+                f"the model backend refused the API key ({message}); set ASSISTANT_BACKEND_API_KEY"
+            )
         if status == 404:
             return _NotOnBackend(f"the model backend does not serve model {model!r}: {message}")
         if 400 <= status < 500:
@@ -490,21 +503,26 @@ class RemoteEngine:
         """Load `version` on the backend (caller holds `_admin`); "already loaded" counts as loaded."""
         lora_path = self.backend_path(path)
         response = self._http().post(
-            "/v1/load_lora_adapter", json={"lora_name": version, "lora_path": lora_path},
+            "/v1/load_lora_adapter",
+            json={"lora_name": version, "lora_path": lora_path},
             timeout=self.admin_timeout_s,
         )
         message = error_message(response) if response.is_error else ""
         if response.status_code == 400 and "already" in message.lower():
             log.info("version %s was already loaded on the backend", version)  # ids are immutable
         elif response.status_code in (401, 403):
-            raise RemoteBackendError(f"the model backend refused to load {version}: {message} "
-                                     "(ASSISTANT_BACKEND_API_KEY must be its admin key)")
+            raise RemoteBackendError(
+                f"the model backend refused to load {version}: {message} "
+                "(ASSISTANT_BACKEND_API_KEY must be its admin key)"
+            )
         elif 400 <= response.status_code < 500:
-            raise AdapterRejectedError(f"the model backend refused adapter {version} from {lora_path}: "
-                                       f"{message}")
+            raise AdapterRejectedError(
+                f"the model backend refused adapter {version} from {lora_path}: {message}"
+            )
         elif response.is_error:
-            raise RemoteBackendError(f"the model backend could not load {version} (HTTP "
-                                     f"{response.status_code}): {message}")
+            raise RemoteBackendError(
+                f"the model backend could not load {version} (HTTP {response.status_code}): {message}"
+            )
         with self._cv:
             self.loaded_versions = self.loaded_versions | {version}
             self._retire.discard(version)
@@ -546,18 +564,27 @@ class RemoteEngine:
         """POST /v1/unload_lora_adapter once nothing uses `version`; a failure is logged (it stays loaded)."""
         with self._admin:
             with self._cv:
-                if (version not in self._retire or self._pins.get(version, 0) > 0
-                        or version == self.live_version or self._client is None):
+                if (
+                    version not in self._retire
+                    or self._pins.get(version, 0) > 0
+                    or version == self.live_version
+                    or self._client is None
+                ):
                     return
             try:
-                response = self._http().post("/v1/unload_lora_adapter", json={"lora_name": version},
-                                             timeout=self.admin_timeout_s)
+                response = self._http().post(
+                    "/v1/unload_lora_adapter", json={"lora_name": version}, timeout=self.admin_timeout_s
+                )
             except httpx.HTTPError as exc:
                 log.error("could not unload %s on the backend (%s); it stays loaded there", version, exc)
                 return
             if response.is_error and response.status_code != 404:  # 404: not loaded there, already gone
-                log.error("the backend refused to unload %s (HTTP %s): %s", version, response.status_code,
-                          error_message(response))
+                log.error(
+                    "the backend refused to unload %s (HTTP %s): %s",
+                    version,
+                    response.status_code,
+                    error_message(response),
+                )
                 return
             with self._cv:
                 self.loaded_versions = self.loaded_versions - {version}

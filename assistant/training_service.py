@@ -3,7 +3,9 @@
 A background watcher (every `poll_s`):
 - reaps jobs whose process died (heartbeat) so they show as failed and can be resumed;
 - hands cores over: while a job runs the engine drops to `serving_threads_during_training` threads and
-  the job takes the rest (two processes asking for all cores ran 30× slower, FACTS.md);
+  the job takes the rest (two processes asking for all cores ran 30× slower, FACTS.md); while no chat
+  arrived for `lend_idle_cores_after_s` the job borrows the server's core too, and returns it from its
+  next optimizer step once one does;
 - registers a finished job's version with its gate report, then applies the promotion policy
   (auto_promote → live; canary_share > 0 → canary; else it waits for an admin);
 - the scheduler starts a job when enough new curated items exist and the minimum interval has passed.
@@ -52,6 +54,11 @@ class TrainingService:
         self.jobs = JobManager(ctx.settings, ctx.model_dir)
         self.poll_s = poll_s
         self.serving_threads_during_training = 1
+        # A job started with automatic threads gets every core while no chat arrived for this long, and
+        # hands one back (from its next optimizer step) as soon as one does.
+        self.lend_idle_cores_after_s = 10.0
+        self._auto_thread_jobs: set[str] = set()
+        self._job_threads: dict[str, int] = {}
         self._handled: set[str] = set(
             j["id"]
             for j in self.jobs.list_jobs(limit=500)
@@ -72,8 +79,10 @@ class TrainingService:
             job_config = JobConfig.from_dict(config or {})
         except (ValueError, TypeError) as exc:
             raise _BadConfig(f"invalid job config: {exc}") from None
-        if job_config.threads == 0:
-            # Cores are a budget: the server keeps one for chats, the job takes the rest (never both all).
+        auto_threads = job_config.threads == 0
+        if auto_threads:
+            # Cores are a budget: the server keeps one for chats, the job takes the rest (never both all);
+            # _apply_threads lends the job the server's core too while nobody chats.
             from training.threads import available_cores
 
             job_config = job_config.replace(
@@ -90,6 +99,9 @@ class TrainingService:
             )
         except JobAlreadyRunningError as exc:
             raise JobConflictError(str(exc)) from None
+        if auto_threads:
+            self._auto_thread_jobs.add(job_id)
+            self._job_threads[job_id] = job_config.threads
         log.info("training job %s started by %s (router: %s)", job_id, by, bool(router))
         self._apply_threads()
         return job_id
@@ -157,13 +169,39 @@ class TrainingService:
         engine = self.ctx.engine
         if engine is None or not hasattr(engine, "set_threads"):
             return
-        running = self.jobs.active_job() is not None
+        active = self.jobs.active_job()
+        running = active is not None
         if running and not self._training_threads_applied:
             engine.set_threads(self.serving_threads_during_training)
             self._training_threads_applied = True
         elif not running and self._training_threads_applied:
             engine.set_threads(self.ctx.settings.threads)
             self._training_threads_applied = False
+        if active is not None and active["id"] in self._auto_thread_jobs:
+            self._lend_idle_cores(active["id"], engine)
+
+    def job_threads_now(self, engine: Any) -> int:
+        """Threads a running auto-threaded job should use: all cores while chats are idle, else one less."""
+        from training.threads import available_cores
+
+        cores = available_cores()
+        stats = engine.stats() if hasattr(engine, "stats") else {}
+        idle_for = time.monotonic() - getattr(engine, "last_request_at", float("-inf"))
+        busy = bool(stats.get("running") or stats.get("waiting")) or idle_for < self.lend_idle_cores_after_s
+        return max(1, cores - self.serving_threads_during_training) if busy else cores
+
+    def _lend_idle_cores(self, job_id: str, engine: Any) -> None:
+        from training import JobNotFoundError
+
+        wanted = self.job_threads_now(engine)
+        if self._job_threads.get(job_id) == wanted:
+            return
+        try:
+            self.jobs.set_threads(job_id, wanted)
+        except (JobNotFoundError, OSError):
+            return  # the job just ended and its directory went; nothing to hand over
+        self._job_threads[job_id] = wanted
+        log.info("training job %s now uses %d thread(s)", job_id, wanted)
 
     def _on_new_version(self, job: dict[str, Any]) -> None:
         registry = self.ctx.extras.get("registry")

@@ -374,7 +374,8 @@ _SECRET_PATTERNS = [
 # Generic long tokens (hex digests, base64 secrets such as AWS secret keys).
 _LONG_TOKEN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{32,}={0,2}(?![A-Za-z0-9+/=_-])")
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+# A run of digit groups; the card is looked for inside it, so a CVV or expiry after it cannot hide it.
+_DIGIT_RUN = re.compile(r"(?<![\d-])\d+(?:[ -]\d+)*(?![\d-])")
 _PHONES = [
     re.compile(r"(?<![\w+])\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}(?!\w)"),
     re.compile(r"(?<![\w(])(?:\(\d{3}\)\s?|\d{3}[ .-])\d{3}[ .-]\d{4}(?!\w)"),  # NANP
@@ -408,6 +409,42 @@ def _looks_like_secret(token: str) -> bool:
     )
 
 
+def _scrub_cards(run: str, counts: Counter[str]) -> str:
+    """Replace card numbers inside a run of digit groups ("4111 1111 1111 1111 123" keeps "123").
+
+    A card is consecutive groups of >= 4 digits (4-4-4-4, 4-6-5, or one block) with 13-19 digits in all
+    and a valid Luhn check; the longest one from each position wins. Short groups (CVV, list numbers)
+    are never part of a card, which keeps counting lists like "1 2 3 ... 20" intact.
+    """
+    parts = re.split(r"([ -])", run)
+    groups, seps = parts[0::2], parts[1::2]
+    out: list[str] = []
+    i = 0
+    while i < len(groups):
+        best = None
+        digits = ""
+        for j in range(i, len(groups)):
+            if len(groups[j]) < 4:
+                break
+            digits += groups[j]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and luhn_valid(digits):
+                best = j
+        if best is None:
+            out.append(groups[i])
+            if i < len(seps):
+                out.append(seps[i])
+            i += 1
+            continue
+        counts["CARD"] += 1
+        out.append("[CARD]")
+        if best < len(seps):
+            out.append(seps[best])
+        i = best + 1
+    return "".join(out)
+
+
 def scrub_pii(text: str) -> tuple[str, Counter[str]]:
     """Replace emails, phones, card numbers and secrets with placeholders; count each kind.
 
@@ -431,7 +468,7 @@ def scrub_pii(text: str) -> tuple[str, Counter[str]]:
         text = sub(pattern, "SECRET", text)
     text = sub(_LONG_TOKEN, "SECRET", text, _looks_like_secret)
     text = sub(_EMAIL, "EMAIL", text)
-    text = sub(_CARD, "CARD", text, lambda s: 13 <= len(d := re.sub(r"\D", "", s)) <= 19 and luhn_valid(d))
+    text = _DIGIT_RUN.sub(lambda m: _scrub_cards(m.group(0), counts), text)
 
     def phone_digits_ok(s: str) -> bool:
         return 7 <= len(re.sub(r"\D", "", s)) <= 15

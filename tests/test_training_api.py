@@ -107,3 +107,44 @@ def test_a_job_runs_the_gate_and_its_version_is_registered(app_ctx: Any) -> None
     stored = ctx.store.get_message(reply.json()["id"])
     assert stored["adapter_version"] == "v0001"
     assert os.environ.get("ASSISTANT_GATE_SUITE_ITEMS") == "10"
+
+
+def test_an_idle_server_lends_its_core_to_the_job_and_takes_it_back_for_a_chat(app_ctx: Any) -> None:
+    from training.threads import available_cores
+
+    cores = available_cores()
+    if cores < 2:
+        pytest.skip("needs 2 cores: with one there is nothing to lend")
+    ctx, client = app_ctx
+    service = ctx.extras["training"]
+    seed_feedback(ctx.settings.db_path, TOPICS)
+    # Automatic threads (0) and slow steps, so the job is still running while the test watches it.
+    config = tiny_config(threads=0, step_pause_s=0.5, sft={"max_steps": 40, "batch_size": 4}).to_dict()
+    job_id = client.post("/admin/train", headers=auth(), json={"config": config}).json()["job_id"]
+    threads_file = ctx.settings.jobs_dir / job_id / "threads"
+    log_path = Path(service.jobs.get(job_id)["log_path"])
+
+    def wait_log(text: str) -> None:
+        deadline = time.monotonic() + 120
+        while text not in log_path.read_text() if log_path.is_file() else True:
+            assert time.monotonic() < deadline, f"no {text!r} in the job log"
+            time.sleep(0.3)  # polling the job's log: it applies a count between optimizer steps
+
+    try:
+        service.tick()  # nobody has chatted: the job gets every core
+        assert threads_file.read_text().strip() == str(cores)
+        assert ctx.engine.stats()["threads"] == service.serving_threads_during_training
+        wait_log(f"training with {cores} threads")
+
+        reply = client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        )
+        assert reply.status_code == 200
+        service.tick()  # a chat just arrived: the job hands a core back
+        assert threads_file.read_text().strip() == str(cores - 1)
+        wait_log(f"training with {cores - 1} threads from step")
+    finally:
+        client.post(f"/admin/jobs/{job_id}/cancel", headers=auth())
+        wait_job(client, job_id)
+    service.tick()
+    assert ctx.engine.stats()["threads"] == ctx.settings.threads

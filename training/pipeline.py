@@ -282,6 +282,7 @@ def run_pipeline(
     threads = ThreadBudget(job_dir / THREADS_FILE, resolve_threads(config.threads))
     apply_threads(threads.threads)
     threads.poll()  # the server may have changed the budget before we started
+    print(f"training with {threads.threads} threads", flush=True)
     parent_dir = adapters_dir / parent if parent and config.init_from_parent else None
     if parent_dir is not None and not (parent_dir / ADAPTER_FILES[0]).is_file():
         raise FileNotFoundError(f"parent version {parent} has no adapter at {parent_dir}")

@@ -336,3 +336,17 @@ def test_gradio_serves_no_file_from_the_data_dir(tiny_server: Server) -> None:
 def test_gradio_serves_no_file_from_a_relative_data_dir(limits_server: Server) -> None:
     """The default layout: `./data` under the server's working directory."""
     assert_nothing_served(limits_server, "data")
+
+
+# ------------------------------------------------------------------------------------------- headers
+@pytest.mark.parametrize("path", ["/", "/v1/models", "/health", "/gradio_api/info", "/no-such-page"])
+def test_every_response_carries_the_security_headers(tiny_server: Server, path: str) -> None:
+    """A CSP that forbids other origins' scripts, plugins and framing, on the UI, the API and errors."""
+    response = httpx.get(tiny_server.base_url + path, timeout=30)
+    csp = response.headers.get("content-security-policy", "")
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";") if d.strip())
+    assert directives.get("frame-ancestors") == "'none'", csp
+    assert directives.get("object-src") == "'none'", csp
+    assert "http" not in directives.get("script-src", "http") and "*" not in csp, csp
+    assert response.headers.get("x-content-type-options") == "nosniff"
+    assert response.headers.get("x-frame-options") == "DENY"

@@ -171,6 +171,7 @@ def test_queue_bound_is_429_and_nothing_fails(limits_server: Server) -> None:
     200 for the rest, never a 5xx; the server answers normally afterwards."""
     codes: list[int] = []
     bodies: list[dict[str, Any]] = []
+    retry_after: list[str | None] = []
     lock = threading.Lock()
 
     def flood(round_: int, n: int) -> None:
@@ -185,6 +186,8 @@ def test_queue_bound_is_429_and_nothing_fails(limits_server: Server) -> None:
             with lock:
                 codes.append(response.status_code)
                 bodies.append(response.json())
+                if response.status_code == 429:
+                    retry_after.append(response.headers.get("retry-after"))
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
         for t in threads:
@@ -199,6 +202,7 @@ def test_queue_bound_is_429_and_nothing_fails(limits_server: Server) -> None:
     assert 429 in codes, codes
     assert set(codes) <= {200, 429}, codes
     assert {b["error"]["code"] for b in bodies if "error" in b} == {"queue_full"}
+    assert retry_after and all(v is not None and 1 <= int(v) <= 30 for v in retry_after), retry_after
     with httpx.Client(base_url=limits_server.base_url, timeout=60) as http:
         assert chat(http, user()).status_code == 200
 
