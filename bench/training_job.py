@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/training_job.py            # ~200 curated items, default JobConfig, then an eval
     .venv/bin/python bench/training_job.py --no-eval --config '{"sft": {"max_steps": 40}}'
+    .venv/bin/python bench/training_job.py --no-eval --chat-probe   # chat decode speed during the job
 
 It writes synthetic feedback into a fresh database: users correct answers so that every correction teaches one
 consistent style (a one-sentence answer that starts with "In short:"), plus a few thumbs-up. The job curates
@@ -9,6 +10,10 @@ and exports that feedback itself, trains SFT → DPO through JobManager (a real 
 version. Then base and new version answer held-out questions greedily: unseen capitals (style + correct
 capital) and unseen general questions (style only: does the style transfer?). Goal on 2 cores: ≤ 5 min wall,
 ≤ 4 GB RSS, behaviour clearly moved, answers still correct.
+
+--chat-probe serves chats from an engine in this process while the job trains, as the server does: the
+engine on `serving_threads_during_training` (1) thread, the job on the remaining cores at nice 10. It
+prints decode tokens/s of greedy answers idle (before the job) and during it, and their ratio.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -175,9 +182,58 @@ def read_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_job(jobs: JobManager, config: JobConfig) -> dict[str, Any]:
+class ChatProbe:
+    """Greedy chats on a real Engine, one after another, measuring decode tokens/s (after the first token)."""
+
+    QUESTIONS = ("Explain how a bicycle works.", "Describe the water cycle.", "How do computers store data?")
+
+    def __init__(self, model_dir: Path, threads: int = 1, max_tokens: int = 64) -> None:
+        from assistant.engine import Engine, SamplingParams
+        from assistant.model import load_model, load_tokenizer
+
+        self.params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+        self.engine = Engine(
+            load_model(model_dir), load_tokenizer(model_dir), model_id=model_dir.name, threads=threads
+        ).start()
+        self.rates: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._asked = 0
+
+    def one(self) -> float:
+        question = self.QUESTIONS[self._asked % len(self.QUESTIONS)]
+        self._asked += 1
+        handle = self.engine.submit([{"role": "user", "content": question}], self.params)
+        handle.text()
+        done = handle.result
+        assert done.first_token_at is not None and done.finished_at is not None, done.error
+        return max(0, done.completion_tokens - 1) / max(1e-6, done.finished_at - done.first_token_at)
+
+    def idle_rate(self, n: int = 3) -> float:
+        self.one()  # warm-up
+        return statistics.median(self.one() for _ in range(n))
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.is_set():
+                self.rates.append(self.one())
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> float | None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.engine.stop()
+        return statistics.median(self.rates) if self.rates else None
+
+
+def run_job(jobs: JobManager, config: JobConfig, probe: ChatProbe | None = None) -> dict[str, Any]:
     started = time.monotonic()
     job_id = jobs.start(config)
+    if probe is not None:
+        probe.start()
     peak_kb = 0
     cpu_s = 0.0
     last_id = 0
@@ -205,6 +261,7 @@ def run_job(jobs: JobManager, config: JobConfig) -> dict[str, Any]:
         jobs.reap()
         time.sleep(0.5)
     wall = time.monotonic() - started
+    busy_rate = probe.stop() if probe is not None else None
     jobs.reap()  # polls the child, so RUSAGE_CHILDREN includes it
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
@@ -213,6 +270,8 @@ def run_job(jobs: JobManager, config: JobConfig) -> dict[str, Any]:
         "cpu_s": max(cpu_s, children.ru_utime + children.ru_stime),
         "peak_rss_kb": max(peak_kb, children.ru_maxrss),
         "phase_started_s": phase_started,
+        "chat_rate_during": busy_rate,
+        "chats_during": len(probe.rates) if probe is not None else 0,
     }
 
 
@@ -276,6 +335,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="job threads (0 = all cores)")
     parser.add_argument("--nice", type=int, default=10, help="the job's niceness (JobManager default 10)")
     parser.add_argument("--no-eval", action="store_true", help="skip the before/after behaviour check")
+    parser.add_argument(
+        "--chat-probe", action="store_true", help="chat on 1 thread during the job; job threads = cores - 1"
+    )
     args = parser.parse_args()
 
     from assistant.model import ensure_cache, resolve_source
@@ -285,13 +347,20 @@ def main() -> int:
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="bench-training-"))
     settings = Settings(data_dir=data_dir)
     overrides = json.loads(args.config)
+    probe = None
+    if args.chat_probe:
+        # What the server does while a job runs and people chat: it keeps one core, the job gets the rest.
+        overrides.setdefault("threads", max(1, (os.cpu_count() or 1) - 1))
+        probe = ChatProbe(model_dir)
+        idle_rate = probe.idle_rate()
+        print(f"chat decode idle: {idle_rate:.1f} tokens/s (1 thread)")
     overrides.setdefault("threads", args.threads)
     config = JobConfig.from_dict(overrides)
     print(f"model {model_dir}\ndata  {data_dir}\ncores {os.cpu_count()}, load average {os.getloadavg()}")
 
     jobs = JobManager(settings, model_dir, nice=args.nice)
     print("feedback:", seed_feedback(settings.db_path))
-    outcome = run_job(jobs, config)
+    outcome = run_job(jobs, config, probe)
     job = outcome["job"]
     print(f"\nstatus {job['status']} version {job['version']} error {job['error']}")
     if job["status"] != "succeeded":
@@ -308,6 +377,12 @@ def main() -> int:
         f"cores on average (load average now {os.getloadavg()[0]:.1f})"
     )
     print(f"peak RSS of the job process {outcome['peak_rss_kb'] / 1024:.0f} MiB")
+    if probe is not None and outcome["chat_rate_during"] is not None:
+        during = outcome["chat_rate_during"]
+        print(
+            f"chat decode during training: {during:.1f} tokens/s over {outcome['chats_during']} answers = "
+            f"{during / idle_rate:.2f} x idle ({idle_rate:.1f} tokens/s)"
+        )
     for stage, metrics in result["metrics"].items():
         rewards = f", reward acc {metrics['reward_accuracies']}" if "reward_accuracies" in metrics else ""
         print(

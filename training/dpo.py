@@ -14,20 +14,16 @@ a fresh LoRA is trained and the reference is the base model with the adapter dis
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from training.config import DPOSettings, LoraSettings
 from training.sft import (
     PathLike,
-    ProgressCallback,
     ProgressFn,
     StageControl,
     chat,
-    load_policy,
     read_jsonl,
-    run_trainer,
-    trainer_args,
+    train_stage,
 )
 
 
@@ -55,28 +51,22 @@ def train_dpo(
     control: StageControl | None = None,
 ) -> dict[str, Any]:
     """DPO a LoRA on the pairs in `dataset_paths`; returns metrics (the adapter is out_dir/adapter)."""
-    from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from assistant.model import load_tokenizer
-
-    out = Path(out_dir)
-    rows = dpo_rows(read_jsonl(dataset_paths))
-    if not rows:
-        raise ValueError(f"no DPO pairs in {dataset_paths}")
-    steps = settings.planned_steps(len(rows))
-    tokenizer = load_tokenizer(Path(model_dir))
-    model, peft_config = load_policy(Path(model_dir), lora, init_adapter)
-    # DPO/KTO default to lr 1e-6, far too low for a LoRA (FACTS.md); settings carry 5e-5.
-    args = DPOConfig(**trainer_args(settings, out, steps), beta=settings.beta)
-    callback = ProgressCallback("dpo", progress_cb, control)
-    trainer = DPOTrainer(
-        model=model,
-        ref_model=None,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[callback],
+    return train_stage(
+        "dpo",
+        dpo_rows(read_jsonl(dataset_paths)),
+        model_dir,
+        out_dir,
+        settings,
+        lora,
+        trainer_cls=DPOTrainer,
+        # DPO/KTO default to lr 1e-6, far too low for a LoRA (FACTS.md); settings carry 5e-5.
+        config_cls=DPOConfig,
+        config_kwargs={"beta": settings.beta},
+        trainer_kwargs={"ref_model": None},
+        progress_cb=progress_cb,
+        resume_from=resume_from,
+        init_adapter=init_adapter,
+        control=control,
     )
-    return run_trainer(trainer, callback, out, resume_from, len(rows))

@@ -12,20 +12,16 @@ is the starting point: the base with the adapter disabled, or a frozen copy of `
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from training.config import KTOSettings, LoraSettings
 from training.sft import (
     PathLike,
-    ProgressCallback,
     ProgressFn,
     StageControl,
     chat,
-    load_policy,
     read_jsonl,
-    run_trainer,
-    trainer_args,
+    train_stage,
 )
 
 
@@ -58,35 +54,29 @@ def train_kto(
     control: StageControl | None = None,
 ) -> dict[str, Any]:
     """KTO a LoRA on the rated answers in `dataset_paths`; returns metrics (adapter: out_dir/adapter)."""
-    from datasets import Dataset
     from trl import KTOConfig, KTOTrainer  # KTOTrainer lives at the top level in TRL 1.16
 
-    from assistant.model import load_tokenizer
-
-    out = Path(out_dir)
     rows = kto_rows(read_jsonl(dataset_paths))
-    if not rows:
-        raise ValueError(f"no KTO rows in {dataset_paths}")
-    steps = settings.planned_steps(len(rows))
-    tokenizer = load_tokenizer(Path(model_dir))
-    model, peft_config = load_policy(Path(model_dir), lora, init_adapter)
+    metrics = train_stage(
+        "kto",
+        rows,
+        model_dir,
+        out_dir,
+        settings,
+        lora,
+        trainer_cls=KTOTrainer,
+        config_cls=KTOConfig,
+        config_kwargs={
+            "beta": settings.beta,
+            "desirable_weight": settings.desirable_weight,
+            "undesirable_weight": settings.undesirable_weight,
+        },
+        trainer_kwargs={"ref_model": None},
+        progress_cb=progress_cb,
+        resume_from=resume_from,
+        init_adapter=init_adapter,
+        control=control,
+    )
     desirable = sum(row["label"] for row in rows)
-    args = KTOConfig(
-        **trainer_args(settings, out, steps),
-        beta=settings.beta,
-        desirable_weight=settings.desirable_weight,
-        undesirable_weight=settings.undesirable_weight,
-    )
-    callback = ProgressCallback("kto", progress_cb, control)
-    trainer = KTOTrainer(
-        model=model,
-        ref_model=None,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[callback],
-    )
-    metrics = run_trainer(trainer, callback, out, resume_from, len(rows))
     metrics["desirable"], metrics["undesirable"] = desirable, len(rows) - desirable
     return metrics

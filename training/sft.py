@@ -318,31 +318,68 @@ def train_sft(
     control: StageControl | None = None,
 ) -> dict[str, Any]:
     """SFT a LoRA on the conversations in `dataset_paths`; returns metrics (adapter: out_dir/adapter)."""
-    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
+
+    return train_stage(
+        "sft",
+        sft_rows(read_jsonl(dataset_paths)),
+        model_dir,
+        out_dir,
+        settings,
+        lora,
+        trainer_cls=SFTTrainer,
+        config_cls=SFTConfig,
+        config_kwargs={
+            "completion_only_loss": True,
+            "packing": False,  # packing would let one answer's loss see another conversation
+            # batches of similar length: ~10 % less padding to compute
+            "train_sampling_strategy": "group_by_length",
+        },
+        progress_cb=progress_cb,
+        resume_from=resume_from,
+        init_adapter=init_adapter,
+        control=control,
+    )
+
+
+def train_stage(
+    phase: str,
+    rows: list[dict[str, Any]],
+    model_dir: PathLike,
+    out_dir: PathLike,
+    settings: StageSettings,
+    lora: LoraSettings,
+    *,
+    trainer_cls: Any,
+    config_cls: Any,
+    config_kwargs: dict[str, Any],
+    trainer_kwargs: dict[str, Any] | None = None,
+    progress_cb: ProgressFn | None = None,
+    resume_from: PathLike | None = None,
+    init_adapter: PathLike | None = None,
+    control: StageControl | None = None,
+) -> dict[str, Any]:
+    """What SFT, DPO and KTO share: tokenizer, policy (+ LoRA), TRL config, progress callback, training,
+    saving the adapter. `config_kwargs` / `trainer_kwargs` carry each stage's own options."""
+    from datasets import Dataset
 
     from assistant.model import load_tokenizer
 
-    out = Path(out_dir)
-    rows = sft_rows(read_jsonl(dataset_paths))
     if not rows:
-        raise ValueError(f"no SFT rows in {dataset_paths}")
+        raise ValueError(f"no {phase.upper()} rows in the dataset")
+    out = Path(out_dir)
     steps = settings.planned_steps(len(rows))
     tokenizer = load_tokenizer(Path(model_dir))
     model, peft_config = load_policy(Path(model_dir), lora, init_adapter)
-    args = SFTConfig(
-        **trainer_args(settings, out, steps),
-        completion_only_loss=True,
-        packing=False,  # packing would let one answer's loss see another conversation
-        train_sampling_strategy="group_by_length",  # batches of similar length: ~10 % less padding to compute
-    )
-    callback = ProgressCallback("sft", progress_cb, control)
-    trainer = SFTTrainer(
+    args = config_cls(**trainer_args(settings, out, steps), **config_kwargs)
+    callback = ProgressCallback(phase, progress_cb, control)
+    trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=[callback],
+        **(trainer_kwargs or {}),
     )
     return run_trainer(trainer, callback, out, resume_from, len(rows))
