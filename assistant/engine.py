@@ -302,7 +302,54 @@ def _read_adapter(path: Path) -> _Prepared | None:
     return _Prepared(signature, weights)
 
 
-class Engine:
+class RequestChecks:
+    """Prompt encoding and the limits every request meets, shared by the local Engine and RemoteEngine.
+
+    Subclasses set: tokenizer (may be None for a remote backend), context_window, max_tokens_limit,
+    default_max_tokens, request_timeout_s.
+    """
+
+    tokenizer: Any
+    context_window: int
+    max_tokens_limit: int
+    default_max_tokens: int
+    request_timeout_s: float | None
+
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        if self.tokenizer is None:
+            raise AssistantError("no local tokenizer: this remote engine cannot count prompt tokens")
+        ids = self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+        if hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return list(ids)
+
+    def clamp_max_tokens(self, requested: int | None) -> int:
+        if requested is None:
+            return self.default_max_tokens
+        if requested < 1:
+            raise InvalidRequestError("max_tokens must be at least 1")
+        return min(requested, self.max_tokens_limit)
+
+    def _checked_params(self, params: SamplingParams | None) -> SamplingParams:
+        params = params or SamplingParams(max_tokens=self.default_max_tokens)
+        params.max_tokens = min(params.max_tokens, self.max_tokens_limit)
+        return params
+
+    def _check_fits(self, prompt_ids: list[int] | None, params: SamplingParams) -> None:
+        budget = self.context_window - params.max_tokens
+        if prompt_ids and len(prompt_ids) > budget:
+            raise InputTooLongError(
+                f"the conversation is {len(prompt_ids)} tokens but at most {budget} fit "
+                f"(context window {self.context_window} minus max_tokens {params.max_tokens}); "
+                "shorten it, start a new conversation, or lower max_tokens"
+            )
+
+    def _deadline(self, timeout_s: float | None) -> float | None:
+        timeout = self.request_timeout_s if timeout_s is None else timeout_s
+        return time.monotonic() + timeout if timeout else None
+
+
+class Engine(RequestChecks):
     """Owns the model. Start with `start()`; everything torch happens on `self._thread`."""
 
     def __init__(
@@ -427,19 +474,6 @@ class Engine:
                 "timeouts": self.timeouts,
             }
 
-    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
-        if hasattr(ids, "input_ids"):
-            ids = ids["input_ids"]
-        return list(ids)
-
-    def clamp_max_tokens(self, requested: int | None) -> int:
-        if requested is None:
-            return self.default_max_tokens
-        if requested < 1:
-            raise InvalidRequestError("max_tokens must be at least 1")
-        return min(requested, self.max_tokens_limit)
-
     def submit(
         self,
         messages: list[dict[str, str]] | None = None,
@@ -456,23 +490,15 @@ class Engine:
         """
         if not self.running:
             raise NotReadyError("the model is not running yet; retry in a few seconds")
-        params = params or SamplingParams(max_tokens=self.default_max_tokens)
-        params.max_tokens = min(params.max_tokens, self.max_tokens_limit)
+        params = self._checked_params(params)
         if prompt_ids is None:
             if not messages:
                 raise InvalidRequestError("messages must hold at least one message")
             prompt_ids = self.encode_chat(messages)
         if not prompt_ids:
             raise InvalidRequestError("the prompt is empty")
-        budget = self.context_window - params.max_tokens
-        if len(prompt_ids) > budget:
-            raise InputTooLongError(
-                f"the conversation is {len(prompt_ids)} tokens but at most {budget} fit "
-                f"(context window {self.context_window} minus max_tokens {params.max_tokens}); "
-                "shorten it, start a new conversation, or lower max_tokens"
-            )
-        timeout = self.request_timeout_s if timeout_s is None else timeout_s
-        deadline = time.monotonic() + timeout if timeout else None
+        self._check_fits(prompt_ids, params)
+        deadline = self._deadline(timeout_s)
         with self._cv:
             if len(self._pending) >= self.queue_size:
                 wait = queue_wait_s(len(self._pending), self.max_batch_size)

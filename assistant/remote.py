@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from .engine import BASE, RequestHandle, RequestTimeoutError, SamplingParams
+from .engine import BASE, RequestChecks, RequestHandle, RequestTimeoutError, SamplingParams
 from .errors import (
     AdapterRejectedError,
     AssistantError,
@@ -78,7 +78,7 @@ def error_message(response: httpx.Response) -> str:
     return json.dumps(body)[:500]
 
 
-class RemoteEngine:
+class RemoteEngine(RequestChecks):
     """Engine-compatible client of an OpenAI-compatible server. `start()` connects; `stop()` ends streams."""
 
     def __init__(
@@ -282,21 +282,6 @@ class RemoteEngine:
             }
 
     # ------------------------------------------------------------------ requests
-    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        if self.tokenizer is None:
-            raise AssistantError("no local tokenizer: this remote engine cannot count prompt tokens")
-        ids = self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
-        if hasattr(ids, "input_ids"):
-            ids = ids["input_ids"]
-        return list(ids)
-
-    def clamp_max_tokens(self, requested: int | None) -> int:
-        if requested is None:
-            return self.default_max_tokens
-        if requested < 1:
-            raise InvalidRequestError("max_tokens must be at least 1")
-        return min(requested, self.max_tokens_limit)
-
     def submit(
         self,
         messages: list[dict[str, str]] | None = None,
@@ -313,19 +298,11 @@ class RemoteEngine:
             raise InvalidRequestError(
                 "messages must hold at least one message (a remote backend takes messages, not token ids)"
             )
-        params = params or SamplingParams(max_tokens=self.default_max_tokens)
-        params.max_tokens = min(params.max_tokens, self.max_tokens_limit)
+        params = self._checked_params(params)
         if prompt_ids is None and self.tokenizer is not None:
             prompt_ids = self.encode_chat(messages)
-        budget = self.context_window - params.max_tokens
-        if prompt_ids and len(prompt_ids) > budget:
-            raise InputTooLongError(
-                f"the conversation is {len(prompt_ids)} tokens but at most {budget} fit "
-                f"(context window {self.context_window} minus max_tokens {params.max_tokens}); "
-                "shorten it, start a new conversation, or lower max_tokens"
-            )
-        timeout = self.request_timeout_s if timeout_s is None else timeout_s
-        deadline = time.monotonic() + timeout if timeout else None
+        self._check_fits(prompt_ids, params)
+        deadline = self._deadline(timeout_s)
         pool = self._pool
         assert pool is not None
         with self._cv:
