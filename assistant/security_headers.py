@@ -3,7 +3,10 @@
 Markdown in the chat is sanitised by Gradio; the policy is the second line of defence if some HTML slips
 through: no scripts or frames from other origins, no plugins, no framing of the UI by another site
 (clickjacking of the admin tabs), and no data sent to other origins. Gradio's page bootstraps with an
-inline script and inline styles, so those two stay allowed; everything else is 'self'.
+inline script and inline styles, so those two stay allowed; everything else is 'self'. Gradio's charts
+(Vega: the Feedback, Models and Training tabs) compile their expressions with `new Function`, so script-src
+also allows 'unsafe-eval'; without it every chart stays blank (tests/browser/test_browser_flows.py). Next
+to 'unsafe-inline', which the page needs anyway, it widens little.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
-        "script-src 'self' 'unsafe-inline'",
+        "script-src 'self' 'unsafe-inline' 'unsafe-eval'",
         "style-src 'self' 'unsafe-inline' https://fonts.googleapis.com",
         "font-src 'self' data: https://fonts.gstatic.com",
         "img-src 'self' data: blob:",

@@ -1,5 +1,9 @@
 """Admin tab "Training": Train now, a progress bar with ETA, a live loss plot, the log tail, Cancel,
-and the history of jobs. A timer refreshes the view every 2 s while the tab is open."""
+and the history of jobs. A timer refreshes the view every 2 s while the tab is open.
+
+The progress bar is Markdown holding sanitised inline HTML, not `gr.HTML`: Gradio 6 renders `gr.HTML`
+through a JavaScript template that it compiles at run time, which a Content-Security-Policy without
+'unsafe-eval' blocks (the bar then shows an error instead)."""
 
 from __future__ import annotations
 
@@ -38,9 +42,10 @@ def progress_html(job: dict[str, Any] | None, last: dict[str, Any] | None) -> st
     error = f"<p style='color:#b91c1c'>{html.escape(str(job['error']))}</p>" if job.get("error") else ""
     version = f" → version <code>{html.escape(job['version'])}</code>" if job.get("version") else ""
     return (
-        f"<div id='train-progress' data-share='{share:.1f}'>"
+        f"<div id='train-progress'>"
         f"<div style='background:#e5e7eb;border-radius:6px;height:18px;width:100%'>"
-        f"<div style='background:#2563eb;height:18px;border-radius:6px;width:{share:.1f}%'></div></div>"
+        f"<div id='train-progress-fill' "
+        f"style='background:#2563eb;height:18px;border-radius:6px;width:{share:.1f}%'></div></div>"
         f"<p>Job <code>{html.escape(job['id'])}</code>: {detail}{version}</p>{error}</div>"
     )
 
@@ -64,13 +69,16 @@ def training_view(
     )
     history = pd.DataFrame([{c: j.get(c) for c in HISTORY_COLUMNS} for j in jobs], columns=HISTORY_COLUMNS)
     log_tail = service.log_tail(job["id"]) if job else ""
-    selector = gr.update(choices=ids, value=job["id"] if job else None)
+    # The refresh only fills an empty pick: a refresh that was under way while Train now picked the new job
+    # would otherwise put the old one back (and Cancel would then aim at the old job).
+    selector = gr.update(choices=ids, value=job["id"]) if job and not job_id else gr.update(choices=ids)
     return progress_html(job, rows[-1] if rows else None), losses, log_tail, history, selector
 
 
 def train_now(ctx: AppContext, session: dict[str, Any], max_steps: float | None) -> tuple[str, Any]:
     require_admin(session)
-    overrides = {"sft": {"max_steps": int(max_steps)}} if max_steps else None
+    # The browser sends 0 for an empty number box: 0 (or nothing) means the config's own step cap.
+    overrides = {"sft": {"max_steps": int(max_steps)}} if max_steps and max_steps > 0 else None
     try:
         job_id = _service(ctx).start(overrides, by=session.get("user") or "admin")
     except Exception as exc:  # 409 / invalid config: show the reason
@@ -89,11 +97,13 @@ def cancel_job(ctx: AppContext, session: dict[str, Any], job_id: str | None) -> 
 def build_training_tab(ctx: AppContext, session_state: gr.State) -> None:
     with gr.Row():
         train = gr.Button("Train now", variant="primary", elem_id="train-now")
-        max_steps = gr.Number(None, label="SFT max steps (optional)", precision=0, minimum=1)
+        # minimum=0, not 1: an empty box reaches the server as 0, which a minimum of 1 refused (Train now
+        # failed with "Value 0 is less than minimum value 1" unless the admin typed a number).
+        max_steps = gr.Number(0, label="SFT max steps (0 = default)", precision=0, minimum=0)
         job_pick = gr.Dropdown([], label="Job", allow_custom_value=True, elem_id="job-pick")
         cancel = gr.Button("Cancel job", variant="stop", elem_id="cancel-job")
-    message = gr.Markdown()
-    progress = gr.HTML(progress_html(None, None))
+    message = gr.Markdown(elem_id="train-message")
+    progress = gr.Markdown(progress_html(None, None), elem_id="train-status")
     loss_plot = gr.LinePlot(x="step", y="loss", color="phase", label="Training loss", elem_id="loss-plot")
     log_tail = gr.Code(label="Log (tail)", language=None, lines=10)
     history = gr.Dataframe(label="Jobs", wrap=True)

@@ -9,53 +9,18 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from tests.browser.conftest import BROWSER_MARKS
 from tests.server import REPO, Server
 
-CHROMIUM = shutil.which("chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DOCS = REPO / "docs"
-TIMEOUT_MS = 60_000
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="Debian chromium is not installed (apt-get install -y chromium)"
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1360, "height": 1000})
-    context.set_default_timeout(TIMEOUT_MS)
-    pg = context.new_page()
-    yield pg
-    context.close()
+pytestmark = BROWSER_MARKS
 
 
 # ------------------------------------------------------------------------------------------- steps
@@ -102,10 +67,14 @@ def ratings(server: Server, message_id: str) -> list[dict[str, Any]]:
         ]
 
 
-def eventually(check: Any, timeout: float = 30.0) -> Any:
+def eventually(check: Any, timeout: float = 30.0, what: str | Callable[[], str] = "") -> Any:
+    """Poll `check` until it returns something truthy (returned); fail after `timeout` seconds, saying
+    `what` (a callable is called then, e.g. to show the page's state)."""
     deadline = time.monotonic() + timeout
     while not (result := check()):
-        assert time.monotonic() < deadline, "condition not met in time"
+        if time.monotonic() >= deadline:
+            detail = what() if callable(what) else what
+            raise AssertionError(f"condition not met in {timeout:.0f} s" + (f": {detail}" if detail else ""))
         time.sleep(0.05)  # polling pace, bounded by the deadline
     return result
 

@@ -11,35 +11,16 @@ and the API), rating comments, rater names (the API's `user` field) and tags (re
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
+from tests.browser.conftest import BROWSER_MARKS
 from tests.server import Server
 
-CHROMIUM = shutil.which("chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TIMEOUT_MS = 60_000
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="Debian chromium is not installed (apt-get install -y chromium)"
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 MARK = "XSSMARK"  # in every payload: proves the payload was rendered (as text)
 PAYLOADS = [
@@ -55,32 +36,6 @@ PAYLOADS = [
     f'{MARK}10 <math><mtext><table><mglyph><style><img src=x onerror="window.__xss=10">',
 ]
 RATER = f'{MARK}r <img src=x onerror="window.__xss=20">'
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1360, "height": 1000})
-    context.set_default_timeout(TIMEOUT_MS)
-    pg = context.new_page()
-    pg.dialogs = []  # type: ignore[attr-defined]
-
-    def on_dialog(dialog: Any) -> None:
-        pg.dialogs.append(dialog.message)  # type: ignore[attr-defined]
-        dialog.dismiss()
-
-    pg.on("dialog", on_dialog)
-    yield pg
-    context.close()
 
 
 def assert_no_script_ran(page: Any) -> None:
@@ -100,6 +55,8 @@ def assert_no_script_ran(page: Any) -> None:
     assert not [h for h in hrefs if h.strip().lower().startswith("javascript:")], hrefs
     frames = page.evaluate("() => document.querySelectorAll('iframe[srcdoc]').length")
     assert frames == 0
+    assert page.csp_violations == [], f"the UI tripped its own CSP: {page.csp_violations}"
+    assert page.errors == [], f"the page threw: {page.errors}"
 
 
 def seed_through_the_api(server: Server) -> str:
