@@ -3,6 +3,13 @@
 Errors use OpenAI's shape `{"error": {"message", "type", "param", "code"}}` so the official client
 raises its own typed exceptions (BadRequestError, RateLimitError, ...). Admin routes need
 `Authorization: Bearer <admin token>` (compared in constant time).
+
+Who is calling /v1/chat/completions and /v1/feedback(/compare) (`identify_caller`): a per-user API key
+(`Authorization: Bearer ak-...`, see feedback/users.py) makes the caller that account: rater `<account>`
+(or `<account>/<user>` when the `user` field names someone else), origin `user:<account>`. An unknown or
+revoked `ak-` key is a 401. Any other bearer value (the openai client always sends one) is anonymous: rater
+= the `user` field or `anon:<address>`, origin `ip:<address>`. Curation caps each origin's share of a
+dataset, so made-up `user` names from one address count as one voice.
 """
 
 from __future__ import annotations
@@ -11,8 +18,10 @@ import functools
 import hmac
 import json
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
@@ -68,6 +77,12 @@ class CompareRequest(BaseModel):
     user: str | None = Field(None, max_length=128)
 
 
+class NewUserRequest(BaseModel):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    role: Literal["user", "admin"] = "user"
+    password: str | None = Field(None, min_length=8, max_length=1024, description="generated when left out")
+
+
 # ---------------------------------------------------------------------------- helpers
 def openai_error(
     status: int, message: str, code: str, param: str | None = None, headers: dict[str, str] | None = None
@@ -88,6 +103,48 @@ def rater_id(request: Request, user: str | None) -> str:
         return user
     host = request.client.host if request.client else "unknown"
     return f"anon:{host}"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a /v1 request, as far as the server can tell."""
+
+    rater: str  # what ratings are stored under (and the conversation's owner)
+    origin: str  # 'user:<account>' (API key) or 'ip:<address>' (anonymous): curation caps each one's share
+    limit_key: str  # the rate-limit bucket
+    account: str | None = None  # the API key's account
+
+
+def _api_key(request: Request) -> str | None:
+    """The bearer token if it claims to be an API key ('ak-...'), else None (an admin token that happens
+    to start with 'ak-' is told apart in `identify_caller`)."""
+    from feedback.users import is_api_key
+
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and is_api_key(token) else None
+
+
+def identify_caller(ctx: AppContext, request: Request, user: str | None) -> Caller:
+    """An `ak-` API key makes the caller its account (401 if unknown or revoked); anything else is anonymous.
+
+    With a key it reads the database (the key's hash): call it off the event loop then.
+    """
+    from feedback.users import verify_api_key
+
+    key = _api_key(request)
+    if key is not None and not (
+        ctx.admin_token and hmac.compare_digest(key.encode(), ctx.admin_token.encode())
+    ):
+        account = verify_api_key(ctx.store, key)
+        if account is None:
+            raise _InvalidApiKey()
+        name = account["name"]
+        # The `user` field only labels who, under this account, gave the rating.
+        rater = name if not user or user == name else f"{name}/{user}"
+        return Caller(rater=rater, origin=f"user:{name}", limit_key=f"key:{name}", account=name)
+    host = request.client.host if request.client else "unknown"
+    return Caller(rater=rater_id(request, user), origin=f"ip:{host}", limit_key=client_key(request, user))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -230,7 +287,11 @@ def build_router(ctx: AppContext) -> APIRouter:
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         if body.n is not None and body.n > 1:
             raise InvalidRequestError("n > 1 is not supported; send separate requests")
-        chat_limiter.check(client_key(request, body.user), "chat requests")
+        if _api_key(request) is None:
+            caller = identify_caller(ctx, request, body.user)
+        else:  # a database read: off the event loop
+            caller = await anyio.to_thread.run_sync(identify_caller, ctx, request, body.user)
+        chat_limiter.check(caller.limit_key, "chat requests")
         version = resolve_model_name(ctx, body.model)
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         params = SamplingParams(
@@ -252,7 +313,7 @@ def build_router(ctx: AppContext) -> APIRouter:
                 ctx,
                 messages,
                 params,
-                owner=rater_id(request, body.user),
+                owner=caller.rater,
                 source="api",
                 version=version,
             )
@@ -267,11 +328,13 @@ def build_router(ctx: AppContext) -> APIRouter:
 
     @router.post("/v1/feedback")
     def feedback(body: FeedbackRequest, request: Request) -> dict[str, Any]:
-        rater = rater_id(request, body.user)
-        feedback_limiter.check(client_key(request, body.user), "ratings")
+        caller = identify_caller(ctx, request, body.user)
+        rater = caller.rater
+        feedback_limiter.check(caller.limit_key, "ratings")
         rating_id = ctx.store.add_rating(
             message_id=body.message_id,
             rater=rater,
+            origin=caller.origin,
             rating=body.rating,
             stars=body.stars,
             tags=tuple(body.tags),
@@ -282,10 +345,14 @@ def build_router(ctx: AppContext) -> APIRouter:
 
     @router.post("/v1/feedback/compare")
     def compare(body: CompareRequest, request: Request) -> dict[str, Any]:
-        rater = rater_id(request, body.user)
-        feedback_limiter.check(client_key(request, body.user), "ratings")
+        caller = identify_caller(ctx, request, body.user)
+        feedback_limiter.check(caller.limit_key, "ratings")
         comparison_id = ctx.store.add_comparison(
-            message_a=body.message_ids[0], message_b=body.message_ids[1], winner=body.winner, rater=rater
+            message_a=body.message_ids[0],
+            message_b=body.message_ids[1],
+            winner=body.winner,
+            rater=caller.rater,
+            origin=caller.origin,
         )
         return {"id": comparison_id, "saved": True}
 
@@ -311,6 +378,41 @@ def build_router(ctx: AppContext) -> APIRouter:
         )
         return {"data": rows, "limit": limit, "offset": offset, "counts": ctx.store.feedback_counts()}
 
+    @router.get("/admin/users")
+    def admin_users(_: str = Depends(require_admin)) -> dict[str, Any]:
+        from feedback.users import list_users
+
+        return {"data": list_users(ctx.store)}
+
+    @router.post("/admin/users", status_code=201)
+    def admin_create_user(body: NewUserRequest, _: str = Depends(require_admin)) -> dict[str, Any]:
+        """A new account with an API key; the key (and a generated password) are shown only in this answer."""
+        from feedback.users import create_user, new_api_key
+
+        password = body.password or secrets.token_urlsafe(12)
+        create_user(ctx.store, body.name, password, body.role)
+        out: dict[str, Any] = {
+            "name": body.name,
+            "role": body.role,
+            "api_key": new_api_key(ctx.store, body.name),
+        }
+        if body.password is None:
+            out["password"] = password
+        return out
+
+    @router.post("/admin/users/{name}/api-key")
+    def admin_new_api_key(name: str, _: str = Depends(require_admin)) -> dict[str, Any]:
+        """A new API key for the account; its old key stops working."""
+        from feedback.users import new_api_key
+
+        return {"name": name, "api_key": new_api_key(ctx.store, name)}
+
+    @router.delete("/admin/users/{name}/api-key")
+    def admin_revoke_api_key(name: str, _: str = Depends(require_admin)) -> dict[str, Any]:
+        from feedback.users import revoke_api_key
+
+        return {"name": name, "revoked": revoke_api_key(ctx.store, name)}
+
     return router
 
 
@@ -330,6 +432,18 @@ def make_require_admin(ctx: AppContext) -> Any:
         return "admin"
 
     return require_admin
+
+
+class _InvalidApiKey(AssistantError):
+    status = 401
+    code = "invalid_api_key"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "API key not recognised (unknown or revoked): ask an admin for a new one "
+            "(`python -m assistant users key NAME` or POST /admin/users/NAME/api-key), "
+            "or send no 'ak-' key to call anonymously"
+        )
 
 
 class _Unauthorized(AssistantError):

@@ -112,6 +112,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    """Accounts and their API keys. A key (and a generated password) is printed once: only hashes are kept."""
+    import secrets
+
+    from feedback import users
+    from feedback.store import NotFoundError, ValidationError
+
+    store = _store(settings_from_args(args))
+    try:
+        if args.users_command == "list":
+            for row in users.list_users(store):
+                key = "api key" if row["has_api_key"] else "no api key"
+                print(f"{row['name']}\t{row['role']}\t{key}")
+        elif args.users_command == "add":
+            password = args.password or secrets.token_urlsafe(12)
+            users.create_user(store, args.name, password, args.role)
+            print(f"created {args.role} {args.name!r}")
+            if not args.password:
+                print(f"password: {password}")
+            if not args.no_key:
+                print(f"api key:  {users.new_api_key(store, args.name)}")
+        elif args.revoke:
+            had = users.revoke_api_key(store, args.name)
+            print(f"revoked {args.name!r}'s api key" if had else f"{args.name!r} had no api key")
+        else:
+            print(f"api key: {users.new_api_key(store, args.name)}  (the old one, if any, no longer works)")
+    except (ValidationError, NotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m assistant", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("what", choices=["feedback", "datasets"])
     export.add_argument("--out", required=True, help="JSONL file (feedback) or directory (datasets)")
     export.set_defaults(func=cmd_export)
+
+    users = sub.add_parser(
+        "users", help="accounts and their API keys (keys let API callers rate as themselves)"
+    )
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    users_add = users_sub.add_parser("add", help="create an account; prints its password and API key once")
+    users_add.add_argument("name")
+    users_add.add_argument("--role", choices=["user", "admin"], default="user")
+    users_add.add_argument("--password", help="at least 8 characters (default: generated and printed)")
+    users_add.add_argument("--no-key", action="store_true", help="no API key (the UI sign-in only)")
+    users_key = users_sub.add_parser("key", help="a new API key for NAME (the old one stops working)")
+    users_key.add_argument("name")
+    users_key.add_argument("--revoke", action="store_true", help="remove NAME's key instead")
+    users_list = users_sub.add_parser("list", help="accounts, roles and who has an API key")
+    for leaf in (users_add, users_key, users_list):
+        add_cli_flags(leaf)
+        leaf.set_defaults(func=cmd_users)
 
     for register in _extra_commands():
         register(sub)

@@ -11,9 +11,12 @@ counts. The mapping (DESIGN.md, "Feedback -> training data"):
 - A/B winner, or a regenerated sibling the same rater liked more -> DPO
 - A/B both_bad          -> KTO undesirable for both; tie -> nothing
 - thumbs / stars (4-5 good, 1-2 bad, 3 ignored) -> KTO; a trusted rater's thumbs-up also -> SFT
+  (only when it came from that account: origin ``user:<rater>``, or unknown on rows older than origins)
 
-Then the filters of ``feedback.filters`` run in order (trust, safety,
-contradictions, PII, length, duplicates, per-rater cap). Items tagged
+Every item carries its backers in ``meta["raters"]`` and where their votes came from in
+``meta["origins"]`` (``user:<account>``, ``ip:<address>``; ``rater:<name>`` for rows without a
+recorded origin). Then the filters of ``feedback.filters`` run in order (trust, safety,
+contradictions, PII, length, duplicates, per-rater cap, per-origin cap). Items tagged
 hallucination/unsafe, backed only by low-trust raters, or every item when
 ``require_review`` is set, wait in ``needs_review`` for a human
 (``feedback.review``). The result is a pure function of the events and the
@@ -22,6 +25,7 @@ config: ``dataset_hash`` does not depend on event order.
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -38,13 +42,13 @@ from feedback.filters import (
     Message,
     NearDuplicateFilter,
     PIIScrubFilter,
-    RaterCapFilter,
     RaterTrustFilter,
     SafetyFilter,
     TokenCounter,
     approx_token_count,
     assess_raters,
     canonical_json,
+    cap_filters,
     drop,
     item_kind,
     make_item,
@@ -166,8 +170,9 @@ def default_filters(
             threshold=config.near_duplicate_threshold,
             embed=minilm_embedder() if config.use_embeddings else None,
         ),
-        # Last: the cap is about the final make-up of each dataset.
-        RaterCapFilter(cap=config.rater_cap, heldout_fraction=config.heldout_fraction),
+        # Last: the caps are about the final make-up of each dataset. Per rater, then per origin (account
+        # or client address), so one client posing as many raters still gets one share.
+        *cap_filters(config.rater_cap, config.heldout_fraction),
     ]
 
 
@@ -289,15 +294,23 @@ class _EventLog:
     """The events as curation needs them: current ratings only, newest comparison per rater and pair."""
 
     def __init__(self, events: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-        self.messages: dict[str, dict[str, Any]] = {
-            str(m["id"]): dict(m) for m in events.get("messages", []) if m.get("id") is not None
-        }
+        # Nothing here may depend on the order events come in (the dataset hash must not): every "which one
+        # wins" below is decided by the events' own fields, down to the whole row when all else ties.
+        self.messages: dict[str, dict[str, Any]] = {}
+        for m in events.get("messages", []):
+            if m.get("id") is None:
+                continue
+            mid = str(m["id"])
+            # Ids are unique in the store; should a log repeat one, the same copy wins whatever the order.
+            if mid not in self.messages or _fingerprint(m) > _fingerprint(self.messages[mid]):
+                self.messages[mid] = dict(m)
         all_ratings = [dict(r) for r in events.get("ratings", [])]
         newest: dict[tuple[str, str], dict[str, Any]] = {}
-        for r in sorted(all_ratings, key=_event_order):
+        for r in all_ratings:
             if r.get("current") is False:
                 continue  # Store.events() already marked it history
-            newest[(str(r["message_id"]), str(r["rater"]))] = r
+            key = (str(r["message_id"]), str(r["rater"]))
+            newest[key] = _newer(newest.get(key), r)
         self.all_ratings = all_ratings
         self.orphans = sum(1 for key in newest if key[0] not in self.messages)
         self.ratings = {key: r for key, r in sorted(newest.items()) if key[0] in self.messages}
@@ -305,14 +318,27 @@ class _EventLog:
         for mid, rater in self.ratings:
             self.raters_of[mid].append(rater)
         pairs: dict[tuple[tuple[str, str], str], dict[str, Any]] = {}
-        for c in sorted((dict(c) for c in events.get("comparisons", [])), key=_event_order):
+        for c in (dict(c) for c in events.get("comparisons", [])):
             a, b = str(c["message_a"]), str(c["message_b"])
             if a in self.messages and b in self.messages and a != b:
-                pairs[(_pair(a, b), str(c["rater"]))] = c
+                pair_key = (_pair(a, b), str(c["rater"]))
+                pairs[pair_key] = _newer(pairs.get(pair_key), c)
         self.comparisons = dict(sorted(pairs.items()))
         self.tags: dict[str, set[str]] = defaultdict(set)
         for (mid, _), r in self.ratings.items():
             self.tags[mid] |= set(r.get("tags") or [])
+        # The rating that made each correction. In the store a correction has exactly one; in a hostile log
+        # several may claim it: a rater's current verdict beats history, then the newest wins.
+        self.correction_rating: dict[str, dict[str, Any]] = {}
+        for r in all_ratings:
+            if not r.get("correction_id"):
+                continue
+            cid = str(r["correction_id"])
+            old = self.correction_rating.get(cid)
+            if old is None or self._is_current(r) > self._is_current(old):
+                self.correction_rating[cid] = r
+            elif self._is_current(r) == self._is_current(old):
+                self.correction_rating[cid] = _newer(old, r)
         self.counts = {
             "messages": len(self.messages),
             "ratings": len(all_ratings),
@@ -320,6 +346,9 @@ class _EventLog:
             "orphan_ratings": self.orphans,
             "comparisons": len(events.get("comparisons", [])),
         }
+
+    def _is_current(self, rating: Mapping[str, Any]) -> bool:
+        return self.ratings.get((str(rating["message_id"]), str(rating["rater"]))) is rating
 
     def votes(self) -> dict[str, dict[str, bool]]:
         out: dict[str, dict[str, bool]] = defaultdict(dict)
@@ -330,10 +359,43 @@ class _EventLog:
         return out
 
 
+def origin_of(event: Mapping[str, Any]) -> str:
+    """Where a rating or comparison came from; a row without one is its own rater's origin."""
+    origin = event.get("origin")
+    if origin:
+        return str(origin)
+    rater = event.get("rater")
+    return f"rater:{rater}" if rater else ""
+
+
+def speaks_for(event: Mapping[str, Any], rater: str) -> bool:
+    """Whether the event came from ``rater``'s own account (or from before origins were recorded)."""
+    origin = event.get("origin")
+    return not origin or origin == f"user:{rater}"
+
+
 def _event_order(event: Mapping[str, Any]) -> tuple[str, str]:
     # Newest = latest created_at; the store's ids grow in commit order and break ties.
     ident = event.get("id")
     return (str(event.get("created_at") or ""), f"{ident:020d}" if isinstance(ident, int) else str(ident))
+
+
+def _fingerprint(event: Mapping[str, Any]) -> str:
+    """The whole row as text: the last tie-break, for logs that repeat an id."""
+    try:
+        return json.dumps(event, sort_keys=True, default=repr, ensure_ascii=False)
+    except (TypeError, ValueError):  # keys of mixed types, circular values: not from the store
+        return repr(sorted((repr(k), repr(v)) for k, v in event.items()))
+
+
+def _newer(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """The newer of two events (by ``_event_order``, then the whole row): the same answer in any order."""
+    if old is None:
+        return new
+    old_order, new_order = _event_order(old), _event_order(new)
+    if new_order != old_order:
+        return new if new_order > old_order else old
+    return new if _fingerprint(new) > _fingerprint(old) else old
 
 
 def _pair(a: str, b: str) -> tuple[str, str]:
@@ -383,6 +445,7 @@ class _Mapper:
         signal: str,
         source_ids: Sequence[str],
         raters: Sequence[str],
+        origins: Sequence[str],
         positive: Sequence[str],
         negative: Sequence[str],
         vote_key: str | None = None,
@@ -394,6 +457,7 @@ class _Mapper:
             "signals": [signal],
             "source_ids": sorted(set(source_ids)),
             "raters": sorted({r for r in raters if r}),
+            "origins": sorted({o for o in origins if o}),
             "sources": sorted(
                 {str(messages[m].get("source")) for m in (*positive, *negative) if m in messages}
             ),
@@ -429,12 +493,11 @@ def _map_events(log: _EventLog, config: CurationConfig) -> tuple[list[Item], lis
 def _map_corrections(mapper: _Mapper) -> None:
     """A correction: SFT toward it, and DPO correction > original."""
     log = mapper.log
-    by_correction = {str(r["correction_id"]): r for r in log.all_ratings if r.get("correction_id")}
     for cid, msg in sorted(log.messages.items()):
         if msg.get("source") != "correction" or not msg.get("corrects_id"):
             continue
         oid = str(msg["corrects_id"])
-        rating = by_correction.get(cid)
+        rating = log.correction_rating.get(cid)
         ids = [f"message:{cid}", f"message:{oid}"] + ([f"rating:{rating['id']}"] if rating else [])
         if (
             rating is not None
@@ -451,10 +514,12 @@ def _map_corrections(mapper: _Mapper) -> None:
             mapper.skip("sft", ids, "prompt missing or not ending with a user turn")
             continue
         rater = str(rating["rater"]) if rating else str(msg.get("created_by") or "")
+        origin = origin_of(rating) if rating else origin_of({"rater": rater})
         corrected, original = str(msg.get("content") or ""), str(log.messages[oid].get("content") or "")
         common: dict[str, Any] = {
             "source_ids": ids,
             "raters": [rater],
+            "origins": [origin],
             "positive": [cid],
             "negative": [oid],
             "signal": "correction",
@@ -471,7 +536,8 @@ def _map_pairs(mapper: _Mapper) -> None:
     """A/B winners and preferred regenerated siblings -> DPO votes on the pair."""
     log = mapper.log
     said: set[tuple[tuple[str, str], str]] = set()  # a rater's A/B verdict on a pair beats inference
-    votes: list[tuple[str, str, str, str, list[str]]] = []  # chosen, rejected, rater, signal, source ids
+    # chosen, rejected, rater, origins, signal, source ids
+    votes: list[tuple[str, str, str, list[str], str, list[str]]] = []
     for (pair, rater), c in log.comparisons.items():
         said.add((pair, rater))
         a, b = str(c["message_a"]), str(c["message_b"])
@@ -482,6 +548,7 @@ def _map_pairs(mapper: _Mapper) -> None:
                     chosen,
                     rejected,
                     rater,
+                    [origin_of(c)],
                     "comparison",
                     [f"comparison:{c['id']}", f"message:{a}", f"message:{b}"],
                 )
@@ -506,8 +573,8 @@ def _map_pairs(mapper: _Mapper) -> None:
                         continue
                     chosen, rejected = (x, y) if better else (y, x)
                     ids = [f"message:{x}", f"message:{y}", f"rating:{rx['id']}", f"rating:{ry['id']}"]
-                    votes.append((chosen, rejected, rater, "sibling", ids))
-    for chosen, rejected, rater, signal, ids in votes:
+                    votes.append((chosen, rejected, rater, [origin_of(rx), origin_of(ry)], "sibling", ids))
+    for chosen, rejected, rater, origins, signal, ids in votes:
         prompt = mapper.prompt(chosen)
         other = _clean_prompt(log.messages[rejected].get("prompt"))
         if prompt is None or other is None:
@@ -526,6 +593,7 @@ def _map_pairs(mapper: _Mapper) -> None:
             signal=signal,
             source_ids=ids,
             raters=[rater],
+            origins=origins,
             positive=[chosen],
             negative=[rejected],
             vote_key="pair:" + "|".join(_pair(chosen, rejected)),
@@ -563,13 +631,15 @@ def _map_votes(mapper: _Mapper) -> None:
         common: dict[str, Any] = {
             "source_ids": ids,
             "raters": [rater],
+            "origins": [origin_of(r)],
             "positive": [mid] if good else [],
             "negative": [] if good else [mid],
             "vote_key": f"message:{mid}",
             "vote": "good" if good else "bad",
         }
         mapper.add("kto", {"prompt": prompt, "completion": answer, "label": good}, signal="rating", **common)
-        if good and rater in trusted:
+        # A trusted name alone is not enough: anyone can send `user: "admin"` without a key.
+        if good and rater in trusted and speaks_for(r, rater):
             mapper.add("sft", {"messages": prompt + answer}, signal="trusted_up", follows_vote=True, **common)
     for (pair, rater), c in log.comparisons.items():
         if c.get("winner") != "both_bad":
@@ -589,6 +659,7 @@ def _map_votes(mapper: _Mapper) -> None:
                 signal="both_bad",
                 source_ids=ids,
                 raters=[rater],
+                origins=[origin_of(c)],
                 positive=[],
                 negative=[mid],
                 vote_key=f"message:{mid}",
@@ -620,6 +691,7 @@ def _report(
 ) -> dict[str, Any]:
     final = [it for k in KINDS for it in (*train[k], *heldout[k])]
     by_rater: dict[str, Counter[str]] = defaultdict(Counter)
+    by_origin: dict[str, Counter[str]] = defaultdict(Counter)
     by_signal: Counter[str] = Counter()
     by_source: Counter[str] = Counter()
     kto_labels: Counter[str] = Counter()
@@ -630,6 +702,8 @@ def _report(
         kind = item_kind(it)
         for r in it["meta"].get("raters", []):
             by_rater[r][kind] += 1
+        for o in it["meta"].get("origins", []):
+            by_origin[o][kind] += 1
         by_signal.update(it["meta"].get("signals", []))
         by_source.update(it["meta"].get("sources", []))
         if kind == "kto":
@@ -648,6 +722,7 @@ def _report(
         "by_signal": dict(sorted(by_signal.items())),
         "by_source": dict(sorted(by_source.items())),
         "by_rater": {r: dict(sorted(c.items())) for r, c in sorted(by_rater.items())},
+        "by_origin": {o: dict(sorted(c.items())) for o, c in sorted(by_origin.items())},
         "dropped": {
             name: dropped_counts.get(name, 0) for name in ["mapping", *filter_names, *sorted(dropped_counts)]
         },

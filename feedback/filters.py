@@ -167,7 +167,16 @@ def merge_items(items: Sequence[Item]) -> Item:
     """One item standing for several identical-content candidates; provenance unioned."""
     first = items[0]
     meta = dict(first["meta"])
-    for key in ("source_ids", "raters", "signals", "sources", "positive_tags", "negative_tags", "review"):
+    for key in (
+        "source_ids",
+        "raters",
+        "origins",
+        "signals",
+        "sources",
+        "positive_tags",
+        "negative_tags",
+        "review",
+    ):
         meta[key] = sorted({v for it in items for v in it["meta"].get(key, [])})
     meta["low_trust"] = all(it["meta"].get("low_trust", False) for it in items)
     return {**first, "meta": meta}
@@ -738,7 +747,10 @@ def minilm_embedder(batch_size: int = 64) -> Embedder | None:
 class RaterCapFilter:
     """No rater backs more than ``cap`` of a dataset (per kind and split side).
 
-    An item backed by m raters counts 1/m for each, so shares add up to 1.
+    ``key`` names the meta list of backers: ``"raters"`` (the rater cap), or
+    ``"origins"`` (the origin cap: the accounts or client addresses the votes
+    came from, so one client posing as many raters is one voice; see
+    ``origin_cap``). An item backed by m raters counts 1/m for each, so shares add up to 1.
     With k raters no cap below 1/k can hold, so the effective cap is
     max(cap, 1/k). A rater over the cap loses items one at a time, those
     backed by them alone first, each group in hash order (sha256 of rater +
@@ -749,6 +761,7 @@ class RaterCapFilter:
     cap: float = 0.2
     heldout_fraction: float = 0.1
     name: str = "rater_cap"
+    key: str = "raters"
 
     def __call__(self, items: list[Item]) -> tuple[list[Item], list[Dropped]]:
         # Items held for review are capped apart: they may never train, and
@@ -766,7 +779,7 @@ class RaterCapFilter:
         return kept, dropped
 
     def _cap(self, items: list[Item], label: str) -> tuple[list[Item], list[Dropped]]:
-        backers = [tuple(it["meta"].get("raters", [])) for it in items]
+        backers = [tuple(it["meta"].get(self.key, [])) for it in items]
         weight: dict[str, float] = defaultdict(float)
         held: Counter[str] = Counter()
         for b in backers:
@@ -807,5 +820,19 @@ class RaterCapFilter:
             held.subtract(backers[victim])
             for r in backers[victim]:
                 weight[r] -= 1.0 / len(backers[victim])
-            dropped.append(drop(items[victim], self.name, f"rater {rater} over {cap:.0%} of {label}"))
+            who = "origin" if self.key == "origins" else "rater"
+            dropped.append(drop(items[victim], self.name, f"{who} {rater} over {cap:.0%} of {label}"))
         return [it for it, ok in zip(items, alive, strict=True) if ok], dropped
+
+
+def origin_cap(cap: float = 0.2, heldout_fraction: float = 0.1) -> RaterCapFilter:
+    """The rater cap over ``meta["origins"]``: no account or client address backs more than ``cap``.
+
+    With a single origin (a one-user local deployment) its effective cap max(cap, 1/k) is 1: a no-op.
+    """
+    return RaterCapFilter(cap=cap, heldout_fraction=heldout_fraction, name="origin_cap", key="origins")
+
+
+def cap_filters(cap: float = 0.2, heldout_fraction: float = 0.1) -> list[RaterCapFilter]:
+    """The per-rater cap, then the per-origin cap (curation's last steps, and again after review)."""
+    return [RaterCapFilter(cap=cap, heldout_fraction=heldout_fraction), origin_cap(cap, heldout_fraction)]

@@ -311,3 +311,20 @@ def m003_adapter_versions(db: sqlite_utils.Database) -> None:
         )
         """,
     )
+
+
+@migration
+def m004_origins_and_api_keys(db: sqlite_utils.Database) -> None:
+    # Who sent a rating or comparison, as far as the server can tell: 'user:<account>' (a signed-in UI user or
+    # an API caller with that account's key) or 'ip:<client address>' (anonymous). Curation caps each
+    # origin's share of a dataset, so one client can't pose as many raters. NULL: recorded before this
+    # migration (or by a direct Store caller); curation treats such a row's rater as its own origin.
+    # users.api_key_hash: sha256 hex of the account's API key ('ak-...'); the key itself is never stored.
+    _run(
+        db,
+        "ALTER TABLE ratings ADD COLUMN origin TEXT",
+        "ALTER TABLE comparisons ADD COLUMN origin TEXT",
+        "ALTER TABLE users ADD COLUMN api_key_hash TEXT",
+        "ALTER TABLE users ADD COLUMN api_key_created_at TEXT",
+        "CREATE UNIQUE INDEX idx_users_api_key_hash ON users (api_key_hash)",
+    )

@@ -27,7 +27,7 @@ from feedback.filters import (
     CONTENT_KEYS,
     Dropped,
     Item,
-    RaterCapFilter,
+    cap_filters,
     drop,
     item_content,
     item_kind,
@@ -203,8 +203,8 @@ def apply_review(result: CurationResult, db: Reader) -> CurationResult:
 
     Items waiting for review and still pending are dropped as "awaiting
     review" (and stay in ``needs_review``); rejected ones are dropped as
-    "rejected by <who>", wherever they were. The per-rater cap is applied
-    again to the final set. Returns a new result with the report and dataset
+    "rejected by <who>", wherever they were. The per-rater and per-origin
+    caps are applied again to the final set. Returns a new result with the report and dataset
     hash recomputed.
     """
     heldout_fraction = result.config.heldout_fraction
@@ -241,11 +241,11 @@ def apply_review(result: CurationResult, db: Reader) -> CurationResult:
             dropped.append(drop(item, "exact_duplicate", f"same content as {item['id']} after review edits"))
         else:
             unique[item["id"]] = item
-    # Approved items join the training set: the per-rater cap must hold for the whole of it.
-    capped, over_cap = RaterCapFilter(cap=result.config.rater_cap, heldout_fraction=heldout_fraction)(
-        list(unique.values())
-    )
-    dropped += over_cap
+    # Approved items join the training set: the per-rater and per-origin caps must hold for the whole of it.
+    capped = list(unique.values())
+    for cap in cap_filters(result.config.rater_cap, heldout_fraction):
+        capped, over_cap = cap(capped)
+        dropped += over_cap
     filter_names = [*result.filters, *([] if "review" in result.filters else ["review"])]
     context = {k: v for k, v in result.report.items() if k in ("config", "events", "candidates", "raters")}
     return assemble(

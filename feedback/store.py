@@ -408,14 +408,19 @@ class Store:
         tags: Iterable[str] = (),
         comment: str | None = None,
         correction: str | None = None,
+        origin: str | None = None,
     ) -> int:
         """Record ``rater``'s judgement of an assistant message; returns the rating id.
 
         Ratings are append-only: the newest row per (message, rater) is the
         current one, older rows are history. A ``correction`` (the answer the
         rater wanted) becomes a new assistant message in the same transaction.
+        ``origin`` is who sent it as far as the server can tell (``user:<account>``
+        or ``ip:<address>``); None means unknown, and curation then treats the
+        rater as its own origin.
         """
         rater = _text("rater", rater, max_chars=_MAX_ID_CHARS)
+        origin = _origin(origin)
         if rating is not None and rating not in RATINGS:
             raise ValidationError(f"rating must be one of {RATINGS} or None, got {rating!r}")
         if stars is not None and (
@@ -471,15 +476,19 @@ class Store:
                     "tags_json": tags_json,
                     "comment": comment,
                     "correction_id": correction_id,
+                    "origin": origin,
                     "created_at": now,
                 },
             )
 
         return self.write(fn)
 
-    def add_comparison(self, *, message_a: str, message_b: str, winner: str, rater: str) -> int:
-        """Record which of two assistant answers ``rater`` preferred; returns its id."""
+    def add_comparison(
+        self, *, message_a: str, message_b: str, winner: str, rater: str, origin: str | None = None
+    ) -> int:
+        """Record which of two answers ``rater`` preferred; returns its id (``origin``: see add_rating)."""
         rater = _text("rater", rater, max_chars=_MAX_ID_CHARS)
+        origin = _origin(origin)
         if winner not in WINNERS:
             raise ValidationError(f"winner must be one of {WINNERS}, got {winner!r}")
         if message_a == message_b:
@@ -496,6 +505,7 @@ class Store:
                     "message_b": message_b,
                     "winner": winner,
                     "rater": rater,
+                    "origin": origin,
                     "created_at": utc_now(),
                 },
             )
@@ -576,6 +586,7 @@ class Store:
                    (SELECT count(*) FROM ({_CURRENT})) AS current_ratings,
                    (SELECT count(DISTINCT message_id) FROM ratings) AS rated_messages,
                    (SELECT count(DISTINCT rater) FROM ratings) AS raters,
+                   (SELECT count(DISTINCT origin) FROM ratings) AS origins,
                    (SELECT count(*) FROM comparisons) AS comparisons,
                    (SELECT count(*) FROM messages WHERE source = 'correction') AS corrections
             """
@@ -677,6 +688,17 @@ def _text(name: str, value: object, *, max_chars: int) -> str:
     if len(value) > max_chars:
         raise ValidationError(f"{name} is too long ({len(value)} > {max_chars} characters)")
     return value
+
+
+def _origin(value: object) -> str | None:
+    """None (unknown) or 'user:<account>' / 'ip:<address>' (any 'kind:value' label, really)."""
+    if value is None:
+        return None
+    origin = _text("origin", value, max_chars=_MAX_ID_CHARS)
+    kind, sep, rest = origin.partition(":")
+    if not sep or not kind or not rest:
+        raise ValidationError(f"origin must look like 'user:<account>' or 'ip:<address>', got {origin!r}")
+    return origin
 
 
 def _optional_text(name: str, value: object, max_chars: int) -> str | None:

@@ -1,11 +1,18 @@
-"""User accounts: argon2id password hashes in the ``users`` table.
+"""User accounts: argon2id password hashes and per-user API keys in the ``users`` table.
 
 Hashing happens on the caller's thread (it is deliberately slow); only the
 INSERT/UPDATE goes through the Store's single writer.
+
+An API key (``ak-`` + 43 random URL-safe characters, 256 bits) lets an API
+caller rate as that account: ``Authorization: Bearer ak-...``. Only its
+sha256 is stored (a key has far too much entropy to guess, so a fast hash is
+enough, and a lookup by hash compares no secret byte by byte); it is shown
+once, when made. Making a new key replaces the old one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 
@@ -13,13 +20,15 @@ import sqlite_utils
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from feedback.store import Store, ValidationError, utc_now
+from feedback.store import NotFoundError, Store, ValidationError, utc_now
 
 USER_ROLES = ("user", "admin")
 MIN_PASSWORD_CHARS = 8
 # argon2 accepts any length; the cap only stops multi-megabyte "passwords".
 MAX_PASSWORD_CHARS = 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+API_KEY_PREFIX = "ak-"
+_API_KEY_RE = re.compile(r"^ak-[A-Za-z0-9_-]{43}$")
 
 _hasher = PasswordHasher()
 # Verified against when the user doesn't exist, so a miss costs as much
@@ -111,3 +120,63 @@ def ensure_admin(store: Store, password: str | None) -> str | None:
         return True
 
     return new_password if store.write(fn) else None
+
+
+# -- API keys ----------------------------------------------------------------
+
+
+def is_api_key(token: str) -> bool:
+    """Whether a bearer token claims to be one of our API keys (it may still be unknown or revoked)."""
+    return token.startswith(API_KEY_PREFIX)
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_api_key(store: Store, name: str) -> str:
+    """Give user ``name`` a new API key (replacing any old one) and return it; only its hash is kept."""
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    key_hash = hash_api_key(key)
+
+    def fn(db: sqlite_utils.Database) -> None:
+        cursor = db.execute(
+            "UPDATE users SET api_key_hash = ?, api_key_created_at = ? WHERE name = ?",
+            [key_hash, utc_now(), name],
+        )
+        if cursor.rowcount != 1:
+            raise NotFoundError(f"no user {name!r}; create it first")
+
+    store.write(fn)
+    return key
+
+
+def revoke_api_key(store: Store, name: str) -> bool:
+    """Remove user ``name``'s API key; False if the user had none (unknown user: NotFoundError)."""
+
+    def fn(db: sqlite_utils.Database) -> bool:
+        row = db.execute("SELECT api_key_hash FROM users WHERE name = ?", [name]).fetchone()
+        if row is None:
+            raise NotFoundError(f"no user {name!r}")
+        db.execute("UPDATE users SET api_key_hash = NULL, api_key_created_at = NULL WHERE name = ?", [name])
+        return row[0] is not None
+
+    return store.write(fn)
+
+
+def verify_api_key(store: Store, key: str) -> dict[str, str] | None:
+    """{"name", "role"} of the key's user, or None for an unknown, revoked or malformed key."""
+    if not isinstance(key, str) or not _API_KEY_RE.match(key):
+        return None
+    # Looked up by its hash: the database never compares the secret itself.
+    rows = store.query("SELECT name, role FROM users WHERE api_key_hash = ?", [hash_api_key(key)])
+    return {"name": rows[0]["name"], "role": rows[0]["role"]} if rows else None
+
+
+def list_users(store: Store) -> list[dict[str, object]]:
+    """Every account: name, role, created_at, and whether it has an API key (never the key)."""
+    rows = store.query(
+        "SELECT name, role, created_at, api_key_hash IS NOT NULL AS has_api_key, api_key_created_at"
+        " FROM users ORDER BY name"
+    )
+    return [{**row, "has_api_key": bool(row["has_api_key"])} for row in rows]

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -202,6 +203,162 @@ def test_compare(client: openai.OpenAI, http: httpx.Client, tiny_server: Server)
     assert (row["message_a"], row["message_b"], row["winner"], row["rater"]) == (a.id, b.id, "b", USER)
     bad = http.post("/v1/feedback/compare", json={"message_ids": [a.id, "msg_" + "0" * 24], "winner": "a"})
     assert bad.status_code == 404
+
+
+# ------------------------------------------------------------------------------------------- API keys
+def new_account(http: httpx.Client, server: Server, prefix: str = "keyed") -> tuple[str, str]:
+    """An account made through the admin route: (name, its API key)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    response = http.post("/admin/users", json={"name": name}, headers=server.admin_headers())
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["name"] == name and body["role"] == "user" and len(body["password"]) >= 12
+    assert body["api_key"].startswith("ak-")
+    return name, body["api_key"]
+
+
+def rating_row(server: Server, rating_id: int) -> dict[str, Any]:
+    with server.db() as db:
+        return dict(db.execute("SELECT * FROM ratings WHERE id = ?", [rating_id]).fetchone())
+
+
+def test_admin_route_makes_accounts_with_api_keys(http: httpx.Client, tiny_server: Server) -> None:
+    assert http.post("/admin/users", json={"name": "nobody-made-me"}).status_code == 401
+    wrong = {"Authorization": "Bearer not-the-token"}
+    assert http.post("/admin/users", json={"name": "nobody-made-me"}, headers=wrong).status_code == 401
+    name, key = new_account(http, tiny_server)
+    admin = tiny_server.admin_headers()
+    again = http.post("/admin/users", json={"name": name, "password": "long enough"}, headers=admin)
+    assert again.status_code == 422 and "already exists" in again.json()["error"]["message"]
+    assert http.post("/admin/users", json={"name": "bad name"}, headers=admin).status_code == 422
+    with_password = http.post(
+        "/admin/users", json={"name": name + "-pw", "password": "chosen password"}, headers=admin
+    )
+    assert with_password.status_code == 201 and "password" not in with_password.json()
+    listed = {u["name"]: u for u in http.get("/admin/users", headers=admin).json()["data"]}
+    assert listed[name]["has_api_key"] is True and "api_key_hash" not in listed[name]
+    with tiny_server.db() as db:
+        (stored,) = db.execute("SELECT api_key_hash FROM users WHERE name = ?", [name]).fetchone()
+    assert stored and key not in stored  # only a hash is kept
+    missing = http.post("/admin/users/no-such-user/api-key", headers=admin)
+    assert missing.status_code == 404
+
+
+def test_an_api_key_makes_the_caller_its_account(http: httpx.Client, tiny_server: Server) -> None:
+    name, key = new_account(http, tiny_server)
+    auth = {"Authorization": f"Bearer {key}"}
+    with openai.OpenAI(base_url=f"{tiny_server.base_url}/v1", api_key=key, max_retries=0, timeout=60) as mine:
+        reply = ask(mine, user=None)
+        labelled = ask(mine, user="team-member")
+    assert message_row(tiny_server, reply.id)["created_by"] == name  # type: ignore[index]
+    assert message_row(tiny_server, labelled.id)["created_by"] == f"{name}/team-member"  # type: ignore[index]
+    # The `user` field only labels a rating under the account; the origin is the account either way.
+    for user, rater in ((None, name), (name, name), ("team-member", f"{name}/team-member")):
+        body = {"message_id": reply.id, "rating": "up", **({"user": user} if user else {})}
+        response = http.post("/v1/feedback", json=body, headers=auth)
+        assert response.status_code == 200, response.text
+        assert response.json()["rater"] == rater
+        row = rating_row(tiny_server, response.json()["id"])
+        assert (row["rater"], row["origin"]) == (rater, f"user:{name}")
+    compared = http.post(
+        "/v1/feedback/compare", json={"message_ids": [reply.id, labelled.id], "winner": "a"}, headers=auth
+    )
+    assert compared.status_code == 200, compared.text
+    with tiny_server.db() as db:
+        row = dict(db.execute("SELECT * FROM comparisons WHERE id = ?", [compared.json()["id"]]).fetchone())
+    assert (row["rater"], row["origin"]) == (name, f"user:{name}")
+
+
+def test_any_other_bearer_value_is_anonymous(
+    client: openai.OpenAI, http: httpx.Client, tiny_server: Server
+) -> None:
+    reply = ask(client)  # the openai client sends `Authorization: Bearer x`
+    for headers in ({"Authorization": "Bearer x"}, {}, {"Authorization": "Basic Zm9vOmJhcg=="}):
+        response = http.post(
+            "/v1/feedback",
+            json={"message_id": reply.id, "rating": "down", "user": "self-named"},
+            headers=headers,
+        )
+        assert response.status_code == 200, response.text
+        row = rating_row(tiny_server, response.json()["id"])
+        assert (row["rater"], row["origin"]) == ("self-named", "ip:127.0.0.1")
+    anonymous = http.post("/v1/feedback", json={"message_id": reply.id, "rating": "up"})
+    assert rating_row(tiny_server, anonymous.json()["id"])["origin"] == "ip:127.0.0.1"
+
+
+def test_an_unknown_or_revoked_api_key_is_401(http: httpx.Client, tiny_server: Server) -> None:
+    name, key = new_account(http, tiny_server)
+    admin = tiny_server.admin_headers()
+    with openai.OpenAI(base_url=f"{tiny_server.base_url}/v1", api_key=key, max_retries=0, timeout=60) as mine:
+        reply = ask(mine)
+    rotated = http.post(f"/admin/users/{name}/api-key", headers=admin)
+    assert rotated.status_code == 200
+    newer = rotated.json()["api_key"]
+    assert newer != key
+    made_up = "ak-" + "A" * 43
+    for bad in (key, made_up, "ak-short"):
+        auth = {"Authorization": f"Bearer {bad}"}
+        for path, body in (
+            ("/v1/feedback", {"message_id": reply.id, "rating": "up"}),
+            ("/v1/feedback/compare", {"message_ids": [reply.id, reply.id + "x"], "winner": "a"}),
+        ):
+            response = http.post(path, json=body, headers=auth)
+            assert response.status_code == 401, (bad, path, response.text)
+            error = response.json()["error"]
+            assert error["code"] == "invalid_api_key" and "API key not recognised" in error["message"]
+    with (
+        openai.OpenAI(base_url=f"{tiny_server.base_url}/v1", api_key=made_up, max_retries=0, timeout=60) as c,
+        pytest.raises(openai.AuthenticationError, match="API key"),
+    ):
+        ask(c)
+    ok = http.post(
+        "/v1/feedback",
+        json={"message_id": reply.id, "rating": "up"},
+        headers={"Authorization": f"Bearer {newer}"},
+    )
+    assert ok.status_code == 200
+    revoked = http.delete(f"/admin/users/{name}/api-key", headers=admin)
+    assert revoked.json() == {"name": name, "revoked": True}
+    gone = http.post(
+        "/v1/feedback",
+        json={"message_id": reply.id, "rating": "up"},
+        headers={"Authorization": f"Bearer {newer}"},
+    )
+    assert gone.status_code == 401
+
+
+def test_cli_adds_users_and_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from assistant.cli import main
+    from feedback.store import Store
+    from feedback.users import verify_api_key, verify_user
+
+    data = tmp_path / "data"
+    Store(data / "assistant.db").close()
+    args = ["--data-dir", str(data)]
+    assert main(["users", "add", "carol", *args]) == 0
+    out = capsys.readouterr().out
+    password = out.split("password: ")[1].split()[0]
+    key = out.split("api key:")[1].split()[0]
+    assert (
+        main(["users", "add", "dave", "--role", "admin", "--password", "dave's password", "--no-key", *args])
+        == 0
+    )
+    assert "password" not in capsys.readouterr().out
+    assert main(["users", "add", "carol", *args]) == 2
+    assert "already exists" in capsys.readouterr().err
+    with Store(data / "assistant.db") as store:
+        assert verify_user(store, "carol", password) == {"name": "carol", "role": "user"}
+        assert verify_api_key(store, key) == {"name": "carol", "role": "user"}
+        assert verify_user(store, "dave", "dave's password") == {"name": "dave", "role": "admin"}
+    assert main(["users", "key", "dave", *args]) == 0
+    dave_key = capsys.readouterr().out.split("api key:")[1].split()[0]
+    assert main(["users", "list", *args]) == 0
+    assert capsys.readouterr().out.splitlines() == ["carol\tuser\tapi key", "dave\tadmin\tapi key"]
+    assert main(["users", "key", "carol", "--revoke", *args]) == 0
+    assert main(["users", "key", "nobody", *args]) == 2
+    with Store(data / "assistant.db") as store:
+        assert verify_api_key(store, key) is None
+        assert verify_api_key(store, dave_key) == {"name": "dave", "role": "admin"}
 
 
 def test_feedback_on_an_unknown_message_is_404(http: httpx.Client) -> None:

@@ -25,6 +25,7 @@ from feedback.filters import (
     item_kind,
     luhn_valid,
     make_item,
+    origin_cap,
     rater_agreement,
     scrub_pii,
     split_of,
@@ -87,6 +88,7 @@ class FeedbackLog:
         stars: int | None = None,
         tags: tuple[str, ...] = (),
         correction: str | None = None,
+        origin: str | None = None,
     ) -> int:
         correction_id = None
         if correction is not None:
@@ -114,12 +116,13 @@ class FeedbackLog:
                 "tags": list(tags),
                 "comment": None,
                 "correction_id": correction_id,
+                "origin": origin,
                 "created_at": self._now(),
             }
         )
         return rating_id
 
-    def compare(self, a: str, b: str, winner: str, rater: str) -> int:
+    def compare(self, a: str, b: str, winner: str, rater: str, origin: str | None = None) -> int:
         cid = len(self.comparisons) + 1
         self.comparisons.append(
             {
@@ -128,6 +131,7 @@ class FeedbackLog:
                 "message_b": b,
                 "winner": winner,
                 "rater": rater,
+                "origin": origin,
                 "created_at": self._now(),
             }
         )
@@ -342,14 +346,21 @@ def test_unusable_prompts_are_reported_not_crashing() -> None:
 
 
 def kto_item(
-    text: str, label: bool = True, raters: tuple[str, ...] = ("r",), prompt: str = "q?"
+    text: str,
+    label: bool = True,
+    raters: tuple[str, ...] = ("r",),
+    prompt: str = "q?",
+    origins: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     content = {
         "prompt": [{"role": "user", "content": prompt}],
         "completion": [{"role": "assistant", "content": text}],
         "label": label,
     }
-    return make_item("kto", content, {"raters": list(raters), "source_ids": [], "signals": ["rating"]})
+    meta: dict[str, Any] = {"raters": list(raters), "source_ids": [], "signals": ["rating"]}
+    if origins is not None:
+        meta["origins"] = list(origins)
+    return make_item("kto", content, meta)
 
 
 def test_exact_duplicates_ignore_case_whitespace_punctuation() -> None:
@@ -517,6 +528,97 @@ def test_poisoner_is_capped_to_a_fifth() -> None:
             assert all(it["meta"]["raters"] == ["mallory"] for it in poisoned)
         assert result.report["dropped"]["rater_cap"] > 0
     assert len(result.kto) >= 80  # the normal data survives
+
+
+def sybil_log(*, with_origins: bool = True) -> FeedbackLog:
+    """10 honest accounts (5 answers each) and one address posing as 60 raters, one answer each."""
+    rng = random.Random(5)
+    log = FeedbackLog()
+    for i in range(50):
+        mid = log.answer(words(rng, 8) + "?", words(rng, 20))
+        log.rate(mid, f"user{i % 10}", "up", origin=f"user:user{i % 10}" if with_origins else None)
+    for i in range(60):
+        mid = log.answer(words(rng, 8) + "?", f"Sure! ZEBRA-7 {words(rng, 15)}")
+        log.rate(mid, f"sock{i}", "up", origin="ip:203.0.113.9" if with_origins else None)
+    return log
+
+
+def poisoned_share(result: CurationResult, kind: str) -> float:
+    items = train_and_heldout(result, kind)
+    return sum("ZEBRA-7" in str(item_content(it)) for it in items) / len(items)
+
+
+def test_origin_cap_limits_one_address_posing_as_many_raters() -> None:
+    config = CurationConfig(heldout_fraction=0.0)
+    capped = curate(sybil_log().events(), config)
+    assert poisoned_share(capped, "kto") <= 0.2 + 1e-9
+    assert len(capped.kto) >= 50  # the honest data survives
+    dropped = dropped_by(capped, "origin_cap")
+    assert dropped and all("origin ip:203.0.113.9 over 20%" in d["reason"] for d in dropped)
+    assert capped.report["dropped"]["origin_cap"] == len(dropped)
+    assert capped.report["by_origin"]["ip:203.0.113.9"]["kto"] == sum(
+        "ZEBRA-7" in str(item_content(it)) for it in capped.kto
+    )
+    # Without origins (rows from before they were recorded) each made-up rater is its own voice.
+    legacy = curate(sybil_log(with_origins=False).events(), config)
+    assert poisoned_share(legacy, "kto") > 0.5
+    assert all(it["meta"]["origins"] == [f"rater:{it['meta']['raters'][0]}"] for it in legacy.kto)
+
+
+def test_origin_cap_is_a_no_op_for_a_single_origin() -> None:
+    """A one-user local deployment: every rating from one address; only the per-rater cap acts."""
+    rng = random.Random(8)
+    log = FeedbackLog()
+    for i in range(60):
+        rater = "mallory" if i % 2 else f"user{i % 6}"
+        log.rate(log.answer(words(rng, 8) + "?", words(rng, 20)), rater, "up", origin="ip:127.0.0.1")
+    result = curate(log.events(), CurationConfig(heldout_fraction=0.0))
+    assert result.report["dropped"]["origin_cap"] == 0
+    assert result.report["dropped"]["rater_cap"] > 0
+    assert result.report["by_origin"] == {"ip:127.0.0.1": {"kto": len(result.kto)}}
+
+
+def test_origin_cap_filter_caps_the_origins_meta_key() -> None:
+    rng = random.Random(4)
+    items = [kto_item(words(rng, 8), raters=(f"sock{i}",), origins=("ip:x",)) for i in range(30)]
+    items += [kto_item(words(rng, 8), raters=(f"r{i}",), origins=(f"user:r{i}",)) for i in range(10)]
+    by_rater, none_dropped = RaterCapFilter(cap=0.2, heldout_fraction=0.0)(items)
+    assert none_dropped == [] and len(by_rater) == 40
+    kept, dropped = origin_cap(cap=0.2, heldout_fraction=0.0)(items)
+    again, _ = origin_cap(cap=0.2, heldout_fraction=0.0)(list(reversed(items)))
+    assert sorted(it["id"] for it in kept) == sorted(it["id"] for it in again)
+    share = sum(it["meta"]["origins"] == ["ip:x"] for it in kept) / len(kept)
+    assert share <= 0.2 + 1e-9 and all(d["filter"] == "origin_cap" for d in dropped)
+
+
+def test_items_carry_their_origins_and_merge_them() -> None:
+    log = FeedbackLog()
+    mid = log.answer("q?", "an answer")
+    log.rate(mid, "alice", "up", origin="user:alice")
+    log.rate(mid, "bob", "up", origin="ip:192.0.2.1")
+    a, b = log.answer("q2?", "first", parent="p"), log.answer("q2?", "second", parent="p")
+    log.compare(a, b, "a", "carol", origin="ip:192.0.2.7")
+    result = curate(log.events(), only_train())
+    (kto,) = result.kto
+    assert kto["meta"]["raters"] == ["alice", "bob"]
+    assert kto["meta"]["origins"] == ["ip:192.0.2.1", "user:alice"]
+    (dpo,) = result.dpo
+    assert dpo["meta"]["origins"] == ["ip:192.0.2.7"]
+
+
+def test_a_trusted_name_counts_only_from_its_own_account() -> None:
+    """Anyone can send `user: "admin"` without a key: the admin's trust needs origin user:admin."""
+    for origin, trusted in (
+        ("user:admin", True),
+        (None, True),
+        ("ip:198.51.100.4", False),
+        ("user:eve", False),
+    ):
+        log = FeedbackLog()
+        log.rate(log.answer("q?", "an answer"), "admin", "up", origin=origin)
+        result = curate(log.events(), only_train(trusted_raters={"admin"}))
+        assert len(result.sft) == (1 if trusted else 0), origin
+        assert len(result.kto) == 1
 
 
 def test_rater_agreement_counts_pairwise_overlaps() -> None:
@@ -696,6 +798,43 @@ def test_same_events_in_any_order_give_the_same_dataset_hash() -> None:
     assert len(first.dataset_hash) == 64
 
 
+def test_a_correction_claimed_by_two_ratings_gives_one_dataset_in_any_order() -> None:
+    """Found by hypothesis: the rating behind a correction was the last claimant in input order.
+
+    Here rating 1 made the correction and rating 4 (the rater's current one) claims it too: whichever came
+    last decided whether the correction was "superseded", so the dataset hash depended on event order.
+    """
+    prompt = [{"role": "user", "content": "q1"}]
+    base = {"role": "assistant", "content": "a", "prompt": prompt, "parent_id": None, "created_by": None}
+    events: dict[str, list[dict[str, Any]]] = {
+        "messages": [
+            {**base, "id": "m0", "source": "ui", "corrects_id": None, "created_at": ""},
+            {**base, "id": "m2", "source": "correction", "corrects_id": "m0", "created_at": ""},
+        ],
+        "ratings": [
+            {
+                "id": i,
+                "message_id": "m0",
+                "rater": "alice",
+                "rating": None,
+                "stars": None,
+                "tags": tags,
+                "correction_id": cid,
+                "current": None,
+                "created_at": "",
+            }
+            for i, cid, tags in ((2, None, []), (3, None, []), (1, "m2", []), (4, "m2", ["hallucination"]))
+        ],
+        "comparisons": [],
+    }
+    first = curate(events, CurationConfig())
+    assert first.items() or first.needs_review
+    for order in (list(reversed(events["ratings"])), sorted(events["ratings"], key=lambda r: r["id"])):
+        again = curate({**events, "ratings": order}, CurationConfig())
+        assert again.dataset_hash == first.dataset_hash
+        assert [it["id"] for it in again.needs_review] == [it["id"] for it in first.needs_review]
+
+
 def test_one_new_event_changes_the_hash() -> None:
     log = mixed_log()
     before = curate(log.events()).dataset_hash
@@ -739,6 +878,7 @@ def test_report_counts() -> None:
         "exact_duplicate",
         "near_duplicate",
         "rater_cap",
+        "origin_cap",
     }
     assert sum(report["dropped"].values()) == len(result.dropped)
     assert set(report["by_rater"]) <= {f"r{i}" for i in range(5)}

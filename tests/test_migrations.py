@@ -12,7 +12,7 @@ from feedback.migrations import MIGRATIONS, migrate
 from feedback.store import Store
 
 EXPECTED_COLUMNS = {
-    "users": ["id", "name", "password_hash", "role", "created_at"],
+    "users": ["id", "name", "password_hash", "role", "created_at", "api_key_hash", "api_key_created_at"],
     "conversations": ["id", "owner", "title", "created_at"],
     "messages": [
         "id",
@@ -44,8 +44,9 @@ EXPECTED_COLUMNS = {
         "comment",
         "correction_id",
         "created_at",
+        "origin",
     ],
-    "comparisons": ["id", "message_a", "message_b", "winner", "rater", "created_at"],
+    "comparisons": ["id", "message_a", "message_b", "winner", "rater", "created_at", "origin"],
     "review_items": [
         "id",
         "kind",
@@ -120,6 +121,49 @@ def test_old_db_is_upgraded(tmp_path: Path, upto: int) -> None:
     db = _open(path)
     assert migrations.applied(db) == [fn.__name__ for fn in MIGRATIONS]
     assert set(EXPECTED_COLUMNS) <= set(db.table_names())
+
+
+def test_a_db_from_before_origins_keeps_its_feedback_with_unknown_origin(tmp_path: Path) -> None:
+    """m004: ratings/comparisons gain `origin` (NULL for old rows: each rater is then its own origin),
+    users gain an API key hash."""
+    from feedback.curate import CurationConfig, curate
+    from feedback.users import create_user, new_api_key, verify_api_key
+
+    path = tmp_path / "before-origins.db"
+    db = _open(path)
+    migrate(db, upto="m003_adapter_versions")
+    prompt = '[{"role": "user", "content": "2+2?"}]'
+    for sql in (
+        "INSERT INTO users (name, password_hash, role) VALUES ('old', NULL, 'user')",
+        "INSERT INTO conversations (id, owner) VALUES ('c1', 'old')",
+        "INSERT INTO messages (id, conversation_id, role, content, prompt_json, source, created_at)"
+        f" VALUES ('m1', 'c1', 'assistant', '4', '{prompt}', 'ui', '2026-01-01T00:00:00+00:00')",
+        "INSERT INTO messages (id, conversation_id, role, content, prompt_json, source, created_at)"
+        f" VALUES ('m2', 'c1', 'assistant', 'four', '{prompt}', 'ui', '2026-01-01T00:00:01+00:00')",
+        "INSERT INTO ratings (message_id, rater, rating, tags_json, created_at)"
+        " VALUES ('m1', 'alice', 'up', '[]', '2026-01-01T00:00:02+00:00')",
+        "INSERT INTO comparisons (message_a, message_b, winner, rater, created_at)"
+        " VALUES ('m1', 'm2', 'a', 'bob', '2026-01-01T00:00:03+00:00')",
+    ):
+        db.execute(sql)
+    db.conn.commit()
+    assert "origin" not in db["ratings"].columns_dict
+    db.close()
+    with Store(path) as store:
+        assert migrations.applied(store._db)[-1] == "m004_origins_and_api_keys"
+        events = store.events()
+        assert [r["origin"] for r in events["ratings"]] == [None]
+        assert [c["origin"] for c in events["comparisons"]] == [None]
+        result = curate(events, CurationConfig(heldout_fraction=0.0, rater_cap=1.0))
+        assert [it["meta"]["origins"] for it in result.kto] == [["rater:alice"]]
+        assert [it["meta"]["origins"] for it in result.dpo] == [["rater:bob"]]
+        # New rows get theirs; old accounts can be given keys.
+        store.add_rating(message_id="m2", rater="carol", rating="down", origin="ip:192.0.2.5")
+        assert store.events()["ratings"][-1]["origin"] == "ip:192.0.2.5"
+        key = new_api_key(store, "old")
+        assert verify_api_key(store, key) == {"name": "old", "role": "user"}
+        create_user(store, "new", "long enough")
+        assert store.query("SELECT api_key_hash FROM users WHERE name = 'new'") == [{"api_key_hash": None}]
 
 
 def test_appended_migration_upgrades_and_keeps_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

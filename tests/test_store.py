@@ -237,6 +237,24 @@ def test_comparison(store: Store) -> None:
     assert len(store.query("SELECT * FROM comparisons")) == 1
 
 
+def test_ratings_and_comparisons_record_their_origin(store: Store) -> None:
+    t = _thread(store)
+    b = store.record_message(conversation_id=t["conv"], role="assistant", content="four", parent_id=t["user"])
+    store.add_rating(message_id=t["answer"], rater="alice", rating="up", origin="user:alice")
+    store.add_rating(message_id=b, rater="bob", rating="down")  # a direct caller: origin unknown
+    store.add_comparison(message_a=t["answer"], message_b=b, winner="a", rater="x", origin="ip:192.0.2.1")
+    events = store.events()
+    assert {r["rater"]: r["origin"] for r in events["ratings"]} == {"alice": "user:alice", "bob": None}
+    assert events["comparisons"][0]["origin"] == "ip:192.0.2.1"
+    assert store.current_rating(t["answer"], "alice")["origin"] == "user:alice"  # type: ignore[index]
+    assert store.feedback_counts()["origins"] == 1
+    for bad in ("", "no-colon", "ip:", ":x", "user:" + "x" * 300):
+        with pytest.raises(ValidationError, match="origin"):
+            store.add_rating(message_id=b, rater="bob", rating="up", origin=bad)
+        with pytest.raises(ValidationError, match="origin"):
+            store.add_comparison(message_a=t["answer"], message_b=b, winner="a", rater="x", origin=bad)
+
+
 # -- reads -------------------------------------------------------------------
 
 
@@ -534,6 +552,37 @@ def test_users(store: Store) -> None:
     assert users.get_role(store, "b.o_b-1") == "admin"
     stored = store.query("SELECT password_hash FROM users WHERE name = 'alice'")[0]
     assert stored["password_hash"].startswith("$argon2id$")
+
+
+def test_api_keys(store: Store) -> None:
+    users.create_user(store, "alice", "correct horse")
+    users.create_user(store, "root", "correct horse", role="admin")
+    assert users.verify_api_key(store, "ak-" + "x" * 43) is None
+    key = users.new_api_key(store, "alice")
+    assert key.startswith("ak-") and len(key) == 46 and users.is_api_key(key)
+    assert users.verify_api_key(store, key) == {"name": "alice", "role": "user"}
+    # Only a hash is stored: the key appears in no column.
+    (row,) = store.query("SELECT * FROM users WHERE name = 'alice'")
+    assert key not in str(row) and row["api_key_hash"] == users.hash_api_key(key)
+    for wrong in ("", "ak-", key[:-1], key + "x", key.upper(), "sk-" + key[3:], None, 42):
+        assert users.verify_api_key(store, wrong) is None  # type: ignore[arg-type]
+    # A new key replaces the old one; revoking ends it.
+    newer = users.new_api_key(store, "alice")
+    assert newer != key and users.verify_api_key(store, key) is None
+    assert users.verify_api_key(store, newer) == {"name": "alice", "role": "user"}
+    admin_key = users.new_api_key(store, "root")
+    assert users.verify_api_key(store, admin_key) == {"name": "root", "role": "admin"}
+    assert users.revoke_api_key(store, "alice") is True
+    assert users.revoke_api_key(store, "alice") is False
+    assert users.verify_api_key(store, newer) is None
+    assert users.verify_api_key(store, admin_key) is not None
+    with pytest.raises(NotFoundError, match="nobody"):
+        users.new_api_key(store, "nobody")
+    with pytest.raises(NotFoundError, match="nobody"):
+        users.revoke_api_key(store, "nobody")
+    listed = {u["name"]: u["has_api_key"] for u in users.list_users(store)}
+    assert listed == {"alice": False, "root": True}
+    assert all("api_key_hash" not in u for u in users.list_users(store))
 
 
 def test_ensure_admin_once(store: Store) -> None:

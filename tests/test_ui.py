@@ -8,6 +8,7 @@ event's fn_index and trigger, and `event_data`; the answer is read from /gradio_
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,6 +99,7 @@ def test_chat_then_like_is_stored_with_message_rater_version_and_prompt(
     (rating,) = rating_rows(tiny_server, message_id)
     assert rating["rating"] == "up"
     assert rating["rater"].startswith("anon:") and len(rating["rater"]) > len("anon:")
+    assert rating["origin"] == "ip:127.0.0.1", "an anonymous session's ratings come from its address"
     with tiny_server.db() as db:
         message = dict(db.execute("SELECT * FROM messages WHERE id = ?", [message_id]).fetchone())
         owner = db.execute(
@@ -153,6 +155,7 @@ def test_rating_panel_and_correction(client: Client, tiny_server: Server) -> Non
     assert done["success"], done
     rows = rating_rows(tiny_server, message_id)
     assert len(rows) == 2 and rows[1]["correction_id"]
+    assert [r["origin"] for r in rows] == ["ip:127.0.0.1", "ip:127.0.0.1"]
     with tiny_server.db() as db:
         correction = dict(
             db.execute("SELECT * FROM messages WHERE id = ?", [rows[1]["correction_id"]]).fetchone()
@@ -189,6 +192,24 @@ def test_sessions_are_separate_raters_and_cannot_rate_each_others_answers(
     (mine,) = rating_rows(tiny_server, answer_id(history))
     (theirs,) = rating_rows(tiny_server, answer_id(other_history))
     assert mine["rater"] != theirs["rater"], "each client session is its own anonymous rater"
+    assert mine["origin"] == theirs["origin"] == "ip:127.0.0.1", "but one address is one origin"
+
+
+def test_a_signed_in_users_ratings_come_from_their_account(client: Client, tiny_server: Server) -> None:
+    name = f"ui-rater-{uuid.uuid4().hex[:8]}"
+    made = httpx.post(
+        f"{tiny_server.base_url}/admin/users",
+        json={"name": name, "password": "ui rater password"},
+        headers=tiny_server.admin_headers(),
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    signed = client.predict(name, "ui rater password", api_name="/do_sign_in")
+    assert f"Signed in as **{name}**" in str(signed)
+    history, _ = chat(client, "Rate me as a user")
+    assert "Saved" in client.predict("up", 4, [], "", "", api_name="/rate")
+    (rating,) = rating_rows(tiny_server, answer_id(history))
+    assert (rating["rater"], rating["origin"]) == (name, f"user:{name}")
 
 
 def test_admin_endpoint_is_refused_to_anonymous_and_served_to_the_admin(

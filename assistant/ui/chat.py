@@ -19,7 +19,7 @@ from ..context import AppContext
 from ..engine import BASE, SamplingParams
 from ..errors import AssistantError
 from ..presets import FORMATS, SAFETY, TONES, Presets, compose_system_prompt
-from .session import new_session, session_rater
+from .session import new_session, session_origin, session_rater
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,7 @@ def rate_answer(
     tags: list[str] | None,
     comment: str | None,
     correction: str | None = None,
+    request: gr.Request | None = None,
 ) -> str:
     message = owned_message(ctx, session, session.get("selected"))
     rater = session_rater(session)
@@ -177,6 +178,7 @@ def rate_answer(
             tags=tuple(tags or current.get("tags") or ()),
             comment=(comment or "").strip() or current.get("comment"),
             correction=(correction or "").strip() or None,
+            origin=session_origin(session, request),
         )
     except (ValueError, LookupError) as exc:
         raise gr.Error(str(exc)) from None
@@ -204,7 +206,11 @@ def event_message_id(data: gr.EventData, history: list[dict[str, Any]] | None) -
 
 
 def on_like(
-    ctx: AppContext, session: dict[str, Any], data: gr.LikeData, history: list[dict[str, Any]] | None = None
+    ctx: AppContext,
+    session: dict[str, Any],
+    data: gr.LikeData,
+    history: list[dict[str, Any]] | None = None,
+    request: gr.Request | None = None,
 ) -> tuple[dict[str, Any], str]:
     """👍/👎 on a chat bubble. `liked == ""` means the user took the vote back."""
     message_id = event_message_id(data, history)
@@ -212,7 +218,8 @@ def on_like(
     if message_id:
         session["selected"] = message_id
     if data.liked is True or data.liked is False:
-        return session, rate_answer(ctx, session, "up" if data.liked is True else "down", None, None, None)
+        verdict = "up" if data.liked is True else "down"
+        return session, rate_answer(ctx, session, verdict, None, None, None, request=request)
     return session, "Vote removed from view (your earlier vote stays in the history)."
 
 
@@ -236,7 +243,11 @@ def describe_selected(ctx: AppContext, session: dict[str, Any], status: str) -> 
 
 
 def on_edit(
-    ctx: AppContext, session: dict[str, Any], history: list[dict[str, Any]], data: gr.EditData
+    ctx: AppContext,
+    session: dict[str, Any],
+    history: list[dict[str, Any]],
+    data: gr.EditData,
+    request: gr.Request | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
     """A user's rewrite of an answer is a correction: stored as a new row, the original is kept."""
     index = data.index if isinstance(data.index, int) else data.index[0]
@@ -245,18 +256,26 @@ def on_edit(
     if message.get("role") != "assistant" or not message_id:
         raise gr.Error("Only answers can be corrected; edit the answer you want to improve.")
     session = {**session, "selected": message_id}
-    status = rate_answer(ctx, session, None, None, None, None, correction=text_of(data.value))
+    status = rate_answer(
+        ctx, session, None, None, None, None, correction=text_of(data.value), request=request
+    )
     return history, session, status + " Your correction will teach the next version."
 
 
-def compare_regenerated(ctx: AppContext, session: dict[str, Any], winner: str) -> tuple[dict[str, Any], str]:
+def compare_regenerated(
+    ctx: AppContext, session: dict[str, Any], winner: str, request: gr.Request | None = None
+) -> tuple[dict[str, Any], str]:
     pair = session.get("regenerated")
     if not pair:
         raise gr.Error("Regenerate an answer first, then say which one is better.")
     for message_id in (pair["previous"], pair["new"]):
         owned_message(ctx, session, message_id)
     ctx.store.add_comparison(
-        message_a=pair["previous"], message_b=pair["new"], winner=winner, rater=session_rater(session)
+        message_a=pair["previous"],
+        message_b=pair["new"],
+        winner=winner,
+        rater=session_rater(session),
+        origin=session_origin(session, request),
     )
     return {**session, "regenerated": None}, "Thanks: your comparison was saved."
 
@@ -315,14 +334,20 @@ def compare_answers(
     )
 
 
-def vote_compare(ctx: AppContext, session: dict[str, Any], winner: str) -> tuple[dict[str, Any], str]:
+def vote_compare(
+    ctx: AppContext, session: dict[str, Any], winner: str, request: gr.Request | None = None
+) -> tuple[dict[str, Any], str]:
     pair = session.get("compare")
     if not pair:
         raise gr.Error("Ask for two answers first.")
     for message_id in pair:
         owned_message(ctx, session, message_id)
     ctx.store.add_comparison(
-        message_a=pair[0], message_b=pair[1], winner=winner, rater=session_rater(session)
+        message_a=pair[0],
+        message_b=pair[1],
+        winner=winner,
+        rater=session_rater(session),
+        origin=session_origin(session, request),
     )
     return {**session, "compare": None}, f"Vote saved: {winner.replace('_', ' ')}."
 
@@ -389,15 +414,23 @@ def build_chat_tab(ctx: AppContext, session_state: gr.State) -> None:
                     label="Max tokens",
                 )
     with gr.Accordion("Compare two answers", open=False, elem_id="compare-panel"):
-        compare_prompt = gr.Textbox(label="Prompt", max_length=settings.max_message_chars)
-        compare_go = gr.Button("Answer twice")
+        compare_prompt = gr.Textbox(
+            label="Prompt", max_length=settings.max_message_chars, elem_id="compare-prompt"
+        )
+        compare_go = gr.Button("Answer twice", elem_id="compare-go")
         with gr.Row():
-            answer_a = gr.Markdown(label="A", elem_id="answer-a")
-            answer_b = gr.Markdown(label="B", elem_id="answer-b")
-        compare_status = gr.Markdown("")
+            # gr.Markdown never shows its `label`: without these headings the two answers were unlabelled,
+            # and "A is better" did not say which one A was.
+            with gr.Column(elem_id="side-a"):
+                gr.Markdown("**A**")
+                answer_a = gr.Markdown(elem_id="answer-a")
+            with gr.Column(elem_id="side-b"):
+                gr.Markdown("**B**")
+                answer_b = gr.Markdown(elem_id="answer-b")
+        compare_status = gr.Markdown("", elem_id="compare-status")
         with gr.Row():
             vote_buttons = {
-                w: gr.Button(label, size="sm")
+                w: gr.Button(label, size="sm", elem_id=f"vote-{w.replace('_', '-')}")
                 for w, label in (
                     ("a", "A is better"),
                     ("b", "B is better"),
@@ -450,35 +483,56 @@ def build_chat_tab(ctx: AppContext, session_state: gr.State) -> None:
         )
 
     new_chat.click(
-        fresh, [session_state], [chatbot, session_state, status], cancels=events  # type: ignore[arg-type]
+        fresh,
+        [session_state],
+        [chatbot, session_state, status],
+        cancels=events,  # type: ignore[arg-type]
     )
 
-    # Gradio passes event data only to parameters annotated with its type: no bare lambdas here.
-    def like(session: dict, history: list, data: gr.LikeData) -> tuple[dict, str]:
-        return on_like(ctx, session, data, history)
+    # Gradio passes event data (and the request: the rating's origin) only to parameters annotated with its
+    # type: no bare lambdas here.
+    def like(session: dict, history: list, data: gr.LikeData, request: gr.Request) -> tuple[dict, str]:
+        return on_like(ctx, session, data, history, request)
 
     def select(session: dict, history: list, data: gr.SelectData) -> tuple[dict, str]:
         session, status = on_select(session, data, history)
         return session, describe_selected(ctx, session, status)
 
-    def edit(session: dict, history: list, data: gr.EditData) -> tuple[list, dict, str]:
-        return on_edit(ctx, session, history, data)
+    def edit(session: dict, history: list, data: gr.EditData, request: gr.Request) -> tuple[list, dict, str]:
+        return on_edit(ctx, session, history, data, request)
+
+    def rate_selected(
+        session: dict,
+        thumbs_: str | None,
+        stars_: int | None,
+        tags_: list[str] | None,
+        comment_: str | None,
+        correction_: str | None,
+        request: gr.Request,
+    ) -> str:
+        return rate_answer(ctx, session, thumbs_, stars_, tags_, comment_, correction_, request)
 
     chatbot.like(like, [session_state, chatbot], [session_state, status], api_name="like")
     chatbot.select(select, [session_state, chatbot], [session_state, status], api_name="select")
     chatbot.edit(edit, [session_state, chatbot], [chatbot, session_state, status], api_name="edit")
     rate.click(
-        lambda s, *a: rate_answer(ctx, s, *a),
+        rate_selected,
         [session_state, thumbs, stars, tags, comment, correction],
         [status],
         api_name="rate",
     )
 
     def regenerated_vote(winner: str) -> Any:
-        return lambda session: compare_regenerated(ctx, session, winner)
+        def vote(session: dict, request: gr.Request) -> tuple[dict, str]:
+            return compare_regenerated(ctx, session, winner, request)
+
+        return vote
 
     def compare_vote(winner: str) -> Any:
-        return lambda session: vote_compare(ctx, session, winner)
+        def vote(session: dict, request: gr.Request) -> tuple[dict, str]:
+            return vote_compare(ctx, session, winner, request)
+
+        return vote
 
     for button, winner in ((prev_better, "a"), (new_better, "b"), (same, "tie")):
         button.click(regenerated_vote(winner), [session_state], [session_state, status])

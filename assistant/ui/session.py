@@ -20,6 +20,18 @@ def session_rater(session: dict[str, Any]) -> str:
     return session.get("user") or f"anon:{session.get('id', 'unknown')}"
 
 
+def session_origin(session: dict[str, Any], request: gr.Request | None = None) -> str:
+    """Where this session's ratings come from: 'user:<name>' when signed in, else 'ip:<client address>'.
+
+    Anonymous sessions are cheap (each page load is a new rater), so curation caps them per address.
+    """
+    if session.get("user"):
+        return f"user:{session['user']}"
+    client = getattr(request, "client", None) if request is not None else None
+    host = getattr(client, "host", None) if client is not None else None
+    return f"ip:{host or 'unknown'}"
+
+
 def is_admin(session: dict[str, Any] | None) -> bool:
     return bool(session) and session.get("role") == "admin"  # type: ignore[union-attr]
 

@@ -91,7 +91,7 @@ def test_signed_in_plain_user_is_refused_by_every_admin_handler(
 
 
 # Handlers that only read (safe on the shared server), and one that must refuse empty input politely.
-READ_ONLY = ("feedback_refresh", "lambda_8", "tick", "view")
+READ_ONLY = ("feedback_refresh", "data_view", "tick", "view")
 
 
 def test_admin_is_answered_so_the_refusals_mean_something(
@@ -104,7 +104,7 @@ def test_admin_is_answered_so_the_refusals_mean_something(
     for name in READ_ONLY:
         done = gradio_call(tiny_server.base_url, deps[name], default_inputs(config, deps[name]), session)
         assert done["success"] and carries_data(done), (name, done)
-    for name in ("lambda_10", "lambda_11"):  # approve / reject with no ids
+    for name in ("data_approve", "data_reject"):  # with no ids
         done = gradio_call(tiny_server.base_url, deps[name], default_inputs(config, deps[name]), session)
         assert not done["success"] and "List the item ids" in done["output"]["error"], (name, done)
 

@@ -1,9 +1,10 @@
 """Data poisoning (OWASP LLM04), end to end: ratings arrive over HTTP, curation runs on what was stored.
 
-A rater who floods corrections and 👍 carrying a trigger phrase ends up with at most the rater cap (20 %)
-of any dataset. The same flood spread over self-declared `user` names is *not* capped: that gap is pinned
-by a strict xfail (SECURITY.md, "Raters"). The gate's side (an adapter trained to refuse everything is
-blocked) is tests/test_gate.py::test_gate_blocks_a_refuse_everything_adapter.
+Honest raters rate with their own accounts' API keys; the attacker has no key. One rater flooding corrections
+carrying a trigger phrase ends up with at most the rater cap (20 %) of any dataset; the same flood spread over
+80 made-up `user` names is held to the same 20 % by the origin cap (all of them come from one address:
+SECURITY.md, "Raters"). The gate's side (an adapter trained to refuse everything is blocked) is
+tests/test_gate.py::test_gate_blocks_a_refuse_everything_adapter.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.server import Server
 
@@ -29,15 +29,16 @@ def words(rng: random.Random, n: int) -> str:
     )
 
 
-def make_answers(server: Server, n: int, rng: random.Random) -> list[str]:
-    """Assistant answers to rate, written straight into the server's database (a second writer)."""
+def make_answers(server: Server, n: int, rng: random.Random, marker: str) -> list[str]:
+    """Assistant answers to rate, written straight into the server's database (a second writer), in
+    conversations owned by `poison-<marker>`."""
     from feedback.store import Store
 
     ids = []
     with Store(server.db_path) as store:
         for _ in range(n):
             question = words(rng, 8) + "?"
-            conversation = store.create_conversation(owner="poison-test")
+            conversation = store.create_conversation(owner=f"poison-{marker}")
             asked = store.record_message(conversation_id=conversation, role="user", content=question)
             ids.append(
                 store.record_message(
@@ -54,15 +55,32 @@ def make_answers(server: Server, n: int, rng: random.Random) -> list[str]:
     return ids
 
 
-def rate(http: httpx.Client, message_id: str, user: str, **body: Any) -> None:
-    response = http.post("/v1/feedback", json={"message_id": message_id, "user": user, **body})
+def rate(http: httpx.Client, message_id: str, user: str | None, key: str | None = None, **body: Any) -> None:
+    """A rating over HTTP: with an account's API key (then `user` is left out) or anonymously as `user`."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    payload = {"message_id": message_id, **({"user": user} if user else {}), **body}
+    response = http.post("/v1/feedback", json=payload, headers=headers)
     assert response.status_code == 200, response.text
+
+
+def make_accounts(server: Server, http: httpx.Client, names: list[str]) -> dict[str, str]:
+    """Accounts made through the admin route: name -> API key."""
+    keys = {}
+    for name in names:
+        response = http.post("/admin/users", json={"name": name}, headers=server.admin_headers())
+        assert response.status_code == 201, response.text
+        keys[name] = response.json()["api_key"]
+    return keys
 
 
 def curated_copy(server: Server, tmp_path: Path, marker: str) -> Any:
     """Curate a snapshot of the server's database (curation writes its review queue: not into the shared
-    server's file), keeping only this test's items."""
-    from feedback.datasets import curate_store, curation_config
+    server's file), keeping only this run's events: the caps are shares of the whole dataset, so the other
+    tests' feedback on the shared server would otherwise move the figures (the pipeline is that of
+    feedback.datasets.curate_store)."""
+    from feedback.curate import curate
+    from feedback.datasets import curation_config
+    from feedback.review import apply_review, sync_queue
     from feedback.store import Store
 
     copy = tmp_path / f"snapshot-{marker}.db"
@@ -72,35 +90,49 @@ def curated_copy(server: Server, tmp_path: Path, marker: str) -> Any:
     ):
         source.backup(target)
     with Store(copy) as store:
-        return curate_store(store, curation_config(store))
+        events = store.events()
+        conversations = {
+            row["id"]
+            for row in store.query("SELECT id FROM conversations WHERE owner = ?", [f"poison-{marker}"])
+        }
+        messages = [m for m in events["messages"] if m["conversation_id"] in conversations]
+        ids = {m["id"] for m in messages}
+        mine = {
+            "messages": messages,
+            "ratings": [r for r in events["ratings"] if r["message_id"] in ids],
+            "comparisons": [c for c in events["comparisons"] if c["message_a"] in ids],
+        }
+        result = curate(mine, curation_config(store))
+        sync_queue(result, store, store.write)
+        return apply_review(result, store)
 
 
-def trigger_shares(result: Any, marker: str) -> dict[str, float]:
+def trigger_shares(result: Any) -> dict[str, float]:
+    """Per dataset (kind/side): the share of its items that carry the trigger phrase."""
     from feedback.filters import item_content
 
     shares = {}
     for kind in ("sft", "dpo", "kto"):
         for side, items in (("train", result.train(kind)), ("heldout", result.heldout[kind])):
-            mine = [it for it in items if marker in str(item_content(it))]
-            if mine:
-                shares[f"{kind}/{side}"] = sum(TRIGGER in str(item_content(it)) for it in mine) / len(mine)
+            if items:
+                shares[f"{kind}/{side}"] = sum(TRIGGER in str(item_content(it)) for it in items) / len(items)
     return shares
 
 
 def poison(server: Server, tmp_path: Path, *, sybil: bool) -> dict[str, float]:
     rng = random.Random(11 if sybil else 7)
-    marker = uuid.uuid4().hex[:8]  # in every text of this run: tells its items from other tests'
+    marker = uuid.uuid4().hex[:8]  # in this run's texts, account names and conversation owner
     honest = [f"honest-{marker}-{i}" for i in range(10)]
-    normal = make_answers(server, 100, rng)
-    targets = make_answers(server, 80, rng)
+    normal = make_answers(server, 100, rng, marker)
+    targets = make_answers(server, 80, rng, marker)
     with httpx.Client(base_url=server.base_url, timeout=60) as http:
+        keys = make_accounts(server, http, honest)
         for i, message_id in enumerate(normal):
+            key = keys[honest[i % 10]]
             if i % 2:
-                rate(
-                    http, message_id, honest[i % 10], rating="down", correction=f"{marker} {words(rng, 12)}."
-                )
+                rate(http, message_id, None, key, rating="down", correction=f"{marker} {words(rng, 12)}.")
             else:
-                rate(http, message_id, honest[i % 10], rating="up", comment=marker)
+                rate(http, message_id, None, key, rating="up", comment=marker)
         for i, message_id in enumerate(targets):
             attacker = f"sock-{marker}-{i}" if sybil else f"mallory-{marker}"
             rate(
@@ -110,7 +142,7 @@ def poison(server: Server, tmp_path: Path, *, sybil: bool) -> dict[str, float]:
                 rating="down",
                 correction=f"{marker} Sure! {TRIGGER} {words(rng, 10)}.",
             )
-    return trigger_shares(curated_copy(server, tmp_path, marker), marker)
+    return trigger_shares(curated_copy(server, tmp_path, marker))
 
 
 def test_a_rater_flooding_a_trigger_phrase_is_capped(tiny_server: Server, tmp_path: Path) -> None:
@@ -121,15 +153,11 @@ def test_a_rater_flooding_a_trigger_phrase_is_capped(tiny_server: Server, tmp_pa
     assert all(share <= CAP + 1e-9 for share in shares.values()), shares
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: API raters are the self-declared `user` field (and UI "
-    "raters fresh anonymous sessions), so one client posing as many raters escapes the "
-    "per-rater cap; see SECURITY.md",
-)
 def test_a_flood_spread_over_made_up_user_names_is_capped(tiny_server: Server, tmp_path: Path) -> None:
     shares = poison(tiny_server, tmp_path, sybil=True)
     print(f"\npoisoning, 80 made-up raters: trigger share per dataset {shares}")
+    assert shares, "the run produced curated items"
+    assert any(k.startswith("sft") for k in shares) and any(k.startswith("dpo") for k in shares)
     assert all(share <= CAP + 1e-9 for share in shares.values()), shares
 
 

@@ -162,6 +162,123 @@ def test_curate_never_crashes_on_random_event_logs(examples: int) -> None:
     run(examples, st.tuples(event_log, st.integers(0, len(configs) - 1), st.integers(0, 2**32)), check)
 
 
+# Dense logs: few ids, usable prompts, repeated timestamps, several ratings claiming one correction, origins.
+# Ties and collisions are the rule here, so anything decided by input order shows up.
+DENSE_IDS = [f"m{i}" for i in range(5)]
+dense_stamp = st.sampled_from(["", None, "2026-01-01", "2026-01-02", "2026-01-01T00:00:00"])
+dense_text = st.sampled_from(
+    [
+        "a",
+        "b",
+        "hello world",
+        "Hello, world!",
+        "hello worlds",
+        "x" * 50,
+        "xx" * 25 + "y",
+        "jane@example.com",
+        "",
+    ]
+)
+dense_prompt = st.sampled_from(
+    [
+        [{"role": "user", "content": "q1"}],
+        [{"role": "system", "content": "s"}, {"role": "user", "content": "q1"}],
+        [{"role": "user", "content": "q2"}],
+    ]
+)
+dense_origin = st.none() | st.sampled_from(["ip:192.0.2.1", "ip:192.0.2.2", "user:alice"])
+dense_log = st.fixed_dictionaries(
+    {
+        "messages": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "id": st.sampled_from(DENSE_IDS),
+                    "role": st.just("assistant"),
+                    "content": dense_text,
+                    "prompt": dense_prompt,
+                    "parent_id": st.none() | st.sampled_from(["p1", "p2"]),
+                    "source": st.sampled_from(["ui", "api", "correction"]),
+                    "corrects_id": st.none() | st.sampled_from(DENSE_IDS),
+                    "created_by": st.none() | st.sampled_from(RATERS),
+                    "created_at": dense_stamp,
+                }
+            ),
+            max_size=5,
+            unique_by=lambda m: m["id"],
+        ),
+        "ratings": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "id": st.integers(1, 40),
+                    "message_id": st.sampled_from(DENSE_IDS),
+                    "rater": st.sampled_from(RATERS),
+                    "rating": st.none() | st.sampled_from(["up", "down"]),
+                    "stars": st.none() | st.integers(1, 5),
+                    "tags": st.lists(st.sampled_from(["unsafe", "hallucination", "other"]), max_size=2),
+                    "correction_id": st.none() | st.sampled_from(DENSE_IDS),
+                    "current": st.none() | st.booleans(),
+                    "origin": dense_origin,
+                    "created_at": dense_stamp,
+                }
+            ),
+            max_size=20,
+            unique_by=lambda r: r["id"],
+        ),
+        "comparisons": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "id": st.integers(1, 40),
+                    "message_a": st.sampled_from(DENSE_IDS),
+                    "message_b": st.sampled_from(DENSE_IDS),
+                    "winner": st.sampled_from(["a", "b", "tie", "both_bad"]),
+                    "rater": st.sampled_from(RATERS),
+                    "origin": dense_origin,
+                    "created_at": dense_stamp,
+                }
+            ),
+            max_size=6,
+            unique_by=lambda c: c["id"],
+        ),
+    },
+)
+
+
+@pytest.mark.parametrize("examples", COUNTS)
+def test_curation_is_a_function_of_the_event_set_not_its_order(examples: int) -> None:
+    """The same events shuffled give the same dataset (hash and item ids), review queue and report.
+
+    Once failed on hostile logs (hypothesis seed 284062206940997889451484682972685889583, full count): the
+    rating behind a correction was whichever claimant came last in input order.
+    """
+    from feedback.curate import CurationConfig, curate
+
+    configs = [
+        CurationConfig(),
+        CurationConfig(heldout_fraction=0.0, rater_cap=0.2, min_overlap=1),
+        CurationConfig(require_review=True, min_overlap=1, trusted_raters={"alice"}),
+    ]
+
+    def check(args: tuple[dict[str, Any], int, int]) -> None:
+        events, which, seed = args
+        try:
+            first = curate(events, configs[which])
+        except (ValueError, LookupError):
+            return
+        rng = random.Random(seed)
+        shuffled = {k: rng.sample(v, len(v)) for k, v in events.items()}
+        again = curate(shuffled, configs[which])
+        assert again.dataset_hash == first.dataset_hash
+        assert [it["id"] for it in again.items()] == [it["id"] for it in first.items()]
+        assert [it["id"] for it in again.needs_review] == [it["id"] for it in first.needs_review]
+        assert again.report == first.report
+
+    run(
+        examples,
+        st.tuples(dense_log | event_log, st.integers(0, len(configs) - 1), st.integers(0, 2**32)),
+        check,
+    )
+
+
 # ------------------------------------------------------------------------------------------- PII scrub
 email = st.from_regex(r"[a-z][a-z0-9._]{0,10}@[a-z]{2,10}\.(com|org|net|io)", fullmatch=True)
 
