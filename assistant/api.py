@@ -10,6 +10,11 @@ Who is calling /v1/chat/completions and /v1/feedback(/compare) (`identify_caller
 revoked `ak-` key is a 401. Any other bearer value (the openai client always sends one) is anonymous: rater
 = the `user` field or `anon:<address>`, origin `ip:<address>`. Curation caps each origin's share of a
 dataset, so made-up `user` names from one address count as one voice.
+
+Account names are reserved: a request without that account's key whose `user` is an account's name (or
+one of its sub-labels, `<account>/...`) is a 403, and nothing is stored. With `allow_anonymous` off
+(ASSISTANT_ALLOW_ANONYMOUS=false) those three routes need an API key or the admin token (else 401); the
+admin token still identifies no account, so its calls are stored like anonymous ones.
 """
 
 from __future__ import annotations
@@ -115,27 +120,39 @@ class Caller:
     account: str | None = None  # the API key's account
 
 
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _is_admin_token(ctx: AppContext, token: str | None) -> bool:
+    return bool(token and ctx.admin_token and hmac.compare_digest(token.encode(), ctx.admin_token.encode()))
+
+
 def _api_key(request: Request) -> str | None:
     """The bearer token if it claims to be an API key ('ak-...'), else None (an admin token that happens
     to start with 'ak-' is told apart in `identify_caller`)."""
     from feedback.users import is_api_key
 
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and is_api_key(token) else None
+    token = _bearer(request)
+    return token if token is not None and is_api_key(token) else None
 
 
 def identify_caller(ctx: AppContext, request: Request, user: str | None) -> Caller:
     """An `ak-` API key makes the caller its account (401 if unknown or revoked); anything else is anonymous.
 
-    With a key it reads the database (the key's hash): call it off the event loop then.
+    Without an account's key: 401 when anonymous use is off (`settings.allow_anonymous`) and the admin
+    token was not sent either; 403 when `user` names an account (or `<account>/...`): only that account's
+    key rates as it. With a key or a `user` it reads the database (one indexed lookup): call it off the
+    event loop then (`needs_database`).
     """
-    from feedback.users import verify_api_key
+    from feedback.users import account_of_rater, verify_api_key
 
+    token = _bearer(request)
+    admin = _is_admin_token(ctx, token)
     key = _api_key(request)
-    if key is not None and not (
-        ctx.admin_token and hmac.compare_digest(key.encode(), ctx.admin_token.encode())
-    ):
+    if key is not None and not admin:
         account = verify_api_key(ctx.store, key)
         if account is None:
             raise _InvalidApiKey()
@@ -143,8 +160,20 @@ def identify_caller(ctx: AppContext, request: Request, user: str | None) -> Call
         # The `user` field only labels who, under this account, gave the rating.
         rater = name if not user or user == name else f"{name}/{user}"
         return Caller(rater=rater, origin=f"user:{name}", limit_key=f"key:{name}", account=name)
+    if not admin and not ctx.settings.allow_anonymous:
+        raise _ApiKeyRequired()
+    if user:
+        owner = account_of_rater(ctx.store, user)
+        if owner is not None:
+            raise _ReservedRater(user, owner)
     host = request.client.host if request.client else "unknown"
+    # The admin token names no account: its calls are stored like anonymous ones.
     return Caller(rater=rater_id(request, user), origin=f"ip:{host}", limit_key=client_key(request, user))
+
+
+def needs_database(request: Request, user: str | None) -> bool:
+    """Whether `identify_caller` will read the database (an API key to verify, a `user` name to check)."""
+    return bool(user) or _api_key(request) is not None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -153,7 +182,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, (RateLimitedError, QueueFullError)):
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-        return openai_error(exc.status, str(exc), exc.code, headers=headers)
+        param = getattr(exc, "param", None)
+        return openai_error(exc.status, str(exc), exc.code, param=param, headers=headers)
 
     # The store's own checks (unknown message, tag, ...) are the caller's mistakes, not server errors.
     from feedback.store import NotFoundError as StoreNotFound
@@ -287,7 +317,7 @@ def build_router(ctx: AppContext) -> APIRouter:
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         if body.n is not None and body.n > 1:
             raise InvalidRequestError("n > 1 is not supported; send separate requests")
-        if _api_key(request) is None:
+        if not needs_database(request, body.user):
             caller = identify_caller(ctx, request, body.user)
         else:  # a database read: off the event loop
             caller = await anyio.to_thread.run_sync(identify_caller, ctx, request, body.user)
@@ -444,6 +474,34 @@ class _InvalidApiKey(AssistantError):
             "(`python -m assistant users key NAME` or POST /admin/users/NAME/api-key), "
             "or send no 'ak-' key to call anonymously"
         )
+
+
+class _ApiKeyRequired(AssistantError):
+    status = 401
+    code = "api_key_required"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this server takes no anonymous chats or ratings (ASSISTANT_ALLOW_ANONYMOUS=false): send your "
+            "API key as 'Authorization: Bearer ak-...'. An admin makes an account and its key with "
+            "`python -m assistant users add NAME` or POST /admin/users"
+        )
+
+
+class _ReservedRater(AssistantError):
+    status = 403
+    code = "reserved_user"
+    param = "user"
+
+    def __init__(self, user: str, account: str) -> None:
+        if user == account:
+            message = f"{user!r} is an account: send its API key to rate as {user}, or leave `user` out"
+        else:
+            message = (
+                f"{user!r} is under the account {account!r}: send {account}'s API key to rate as {user}, "
+                "or leave `user` out"
+            )
+        super().__init__(message)
 
 
 class _Unauthorized(AssistantError):

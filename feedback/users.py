@@ -87,6 +87,17 @@ def verify_user(store: Store, name: str, password: str) -> dict[str, str] | None
     return {"name": user["name"], "role": user["role"]}
 
 
+def account_of_rater(store: Store, rater: str) -> str | None:
+    """The account that owns rater name ``rater``, else None: ``alice`` and its sub-labels ``alice/...``
+    belong to account ``alice``. One lookup on the unique (indexed) ``users.name``; a name that cannot be
+    an account costs no query."""
+    name = rater.split("/", 1)[0] if isinstance(rater, str) else ""
+    if not _NAME_RE.match(name):
+        return None
+    rows = store.query("SELECT name FROM users WHERE name = ?", [name])
+    return str(rows[0]["name"]) if rows else None
+
+
 def get_role(store: Store, name: str) -> str | None:
     rows = store.query("SELECT role FROM users WHERE name = ?", [name])
     return rows[0]["role"] if rows else None

@@ -61,6 +61,17 @@ def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def members_only_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The tiny server with anonymous use off (ASSISTANT_ALLOW_ANONYMOUS=false): API keys and sign-in only."""
+    from tests.server import running_server
+
+    data_dir = tmp_path_factory.mktemp("members-only-server") / "data"
+    env = {**TINY_SERVER_ENV, "ASSISTANT_ALLOW_ANONYMOUS": "false"}
+    with running_server(data_dir, model_path=tiny_model_dir, env=env) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def real_server(real_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """The real bundled model behind a server; its data dir reuses the converted model cache (a symlink)."""
     from tests.server import link_model_cache, running_server

@@ -327,6 +327,66 @@ def test_an_unknown_or_revoked_api_key_is_401(http: httpx.Client, tiny_server: S
     assert gone.status_code == 401
 
 
+# ------------------------------------------------------------------------------------------- reserved names
+def test_an_account_name_is_only_rated_under_with_its_key(
+    client: openai.OpenAI, http: httpx.Client, tiny_server: Server
+) -> None:
+    name, key = new_account(http, tiny_server, "reserved")
+    reply, other = ask(client), ask(client)  # as USER: not an account
+    # Chats first: refused before anything is stored, streaming or not, whatever bearer value is sent.
+    for stream in (False, True):
+        with pytest.raises(openai.PermissionDeniedError) as info:
+            ask(client, user=name, stream=stream)
+        assert info.value.status_code == 403 and info.value.code == "reserved_user"
+        assert info.value.message.endswith(
+            f"'{name}' is an account: send its API key to rate as {name}, or leave `user` out"
+        )
+    chat_body = {"model": "live", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    for headers in ({}, {"Authorization": "Bearer x"}, tiny_server.admin_headers()):
+        for user in (name, f"{name}/helper"):
+            for path, body in (
+                ("/v1/chat/completions", chat_body),
+                ("/v1/feedback", {"message_id": reply.id, "rating": "up"}),
+                ("/v1/feedback/compare", {"message_ids": [reply.id, other.id], "winner": "a"}),
+            ):
+                response = http.post(path, json={**body, "user": user}, headers=headers)
+                assert response.status_code == 403, (path, user, headers, response.text)
+                error = response.json()["error"]
+                assert (error["code"], error["param"], error["type"]) == (
+                    "reserved_user",
+                    "user",
+                    "invalid_request_error",
+                )
+                owner_key = "send its API key" if user == name else f"send {name}'s API key"
+                assert f"'{user}'" in error["message"] and owner_key in error["message"]
+    with tiny_server.db() as db:
+        stored = [
+            db.execute(sql, args).fetchone()[0]
+            for sql, args in (
+                ("SELECT count(*) FROM ratings WHERE message_id = ?", [reply.id]),
+                ("SELECT count(*) FROM comparisons WHERE message_a = ?", [reply.id]),
+                ("SELECT count(*) FROM conversations WHERE owner IN (?, ?)", [name, f"{name}/helper"]),
+                ("SELECT count(*) FROM messages WHERE created_by IN (?, ?)", [name, f"{name}/helper"]),
+            )
+        ]
+    assert stored == [0, 0, 0, 0], "a refused request stores nothing"
+
+    # With the account's key the name (and its sub-labels) are the account's own.
+    auth = {"Authorization": f"Bearer {key}"}
+    for user, rater in ((name, name), ("helper", f"{name}/helper")):
+        response = http.post(
+            "/v1/feedback", json={"message_id": reply.id, "rating": "up", "user": user}, headers=auth
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["rater"] == rater
+    # A name that is no account works as before, and so does a name that merely starts like one.
+    for user in (f"{name}-fan", name.upper(), "not an account"):
+        response = http.post("/v1/feedback", json={"message_id": reply.id, "rating": "down", "user": user})
+        assert response.status_code == 200, response.text
+        row = rating_row(tiny_server, response.json()["id"])
+        assert (row["rater"], row["origin"]) == (user, "ip:127.0.0.1")
+
+
 def test_cli_adds_users_and_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from assistant.cli import main
     from feedback.store import Store
@@ -479,3 +539,65 @@ def test_concurrent_ratings_are_each_stored_once(client: openai.OpenAI, tiny_ser
     assert len(rows) == threads * per_thread
     assert {r["id"] for r in rows} == set(ids)
     assert len({r["comment"] for r in rows}) == threads * per_thread, "each rating stored exactly once"
+
+
+# ------------------------------------------------------------------------------------------- anonymous off
+def test_without_anonymous_use_chats_and_ratings_need_a_key(members_only_server: Server) -> None:
+    server = members_only_server
+    chat_body = {"model": "live", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    with httpx.Client(base_url=server.base_url, timeout=60) as http:
+        assert http.get("/health").json()["status"] == "ready", "health stays open"
+        assert "live" in [m["id"] for m in http.get("/v1/models").json()["data"]], "so does the model list"
+        name, key = new_account(http, server, "member")
+        auth = {"Authorization": f"Bearer {key}"}
+        with openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key, max_retries=0, timeout=60) as mine:
+            reply, other = ask(mine, user=None), ask(mine, user=None)
+        assert message_row(server, reply.id)["created_by"] == name  # type: ignore[index]
+
+        for headers in ({}, {"Authorization": "Bearer x"}, {"Authorization": "Basic Zm9vOmJhcg=="}):
+            for user in (None, "someone"):
+                for path, body in (
+                    ("/v1/chat/completions", chat_body),
+                    ("/v1/feedback", {"message_id": reply.id, "rating": "up"}),
+                    ("/v1/feedback/compare", {"message_ids": [reply.id, other.id], "winner": "a"}),
+                ):
+                    response = http.post(
+                        path, json={**body, **({"user": user} if user else {})}, headers=headers
+                    )
+                    assert response.status_code == 401, (path, headers, response.text)
+                    error = response.json()["error"]
+                    assert (error["code"], error["type"]) == ("api_key_required", "invalid_request_error")
+                    message = error["message"]
+                    assert "Bearer ak-" in message and "python -m assistant users add NAME" in message
+                    assert "POST /admin/users" in message
+        with (
+            openai.OpenAI(
+                base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=60
+            ) as anon,
+            pytest.raises(openai.AuthenticationError, match="users add NAME"),
+        ):
+            ask(anon)
+        with server.db() as db:
+            assert db.execute("SELECT count(*) FROM ratings").fetchone()[0] == 0
+            assert db.execute("SELECT count(*) FROM comparisons").fetchone()[0] == 0
+            owners = {r[0] for r in db.execute("SELECT DISTINCT owner FROM conversations")}
+        assert owners == {name}, "the refused chats stored nothing"
+
+        # An API key rates as its account; the admin token is let in too (it names no account).
+        rated = http.post("/v1/feedback", json={"message_id": reply.id, "rating": "up"}, headers=auth)
+        assert rated.status_code == 200, rated.text
+        row = rating_row(server, rated.json()["id"])
+        assert (row["rater"], row["origin"]) == (name, f"user:{name}")
+        compared = http.post(
+            "/v1/feedback/compare", json={"message_ids": [reply.id, other.id], "winner": "b"}, headers=auth
+        )
+        assert compared.status_code == 200, compared.text
+        admin = server.admin_headers()
+        assert http.post("/v1/chat/completions", json=chat_body, headers=admin).status_code == 200
+        by_admin = http.post("/v1/feedback", json={"message_id": reply.id, "rating": "down"}, headers=admin)
+        assert by_admin.status_code == 200, by_admin.text
+        # ... though not under an account's name: that still takes the account's key.
+        as_member = http.post(
+            "/v1/feedback", json={"message_id": reply.id, "rating": "down", "user": name}, headers=admin
+        )
+        assert as_member.status_code == 403

@@ -230,3 +230,119 @@ def test_admin_endpoint_is_refused_to_anonymous_and_served_to_the_admin(
     assert "ratings" in summary
     comments = [row[table["headers"].index("comment")] for row in table["data"]]
     assert "admin should see this" in comments
+
+
+# ------------------------------------------------------------------------------------------- compare mode
+def compared_answers(server: Server, prompt: str) -> list[dict[str, Any]]:
+    with server.db() as db:
+        (asked,) = db.execute(
+            "SELECT * FROM messages WHERE role = 'user' AND source = 'compare' AND content = ?", [prompt]
+        ).fetchall()
+        rows = db.execute(
+            "SELECT * FROM messages WHERE conversation_id = ? AND role = 'assistant'",
+            [asked["conversation_id"]],
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def test_compare_answers_with_the_chats_prompt_presets_and_sampling(
+    client: Client, tiny_server: Server
+) -> None:
+    from assistant.presets import Presets, compose_system_prompt
+
+    system, tone, fmt, safety, say_idk = "You are a terse tester.", "formal", "bullet list", "strict", False
+    controls = (system, tone, fmt, safety, say_idk, 0.9, 0.8, 48)
+    prompt = f"Compare with my settings {uuid.uuid4().hex[:8]}"
+    _a, _b, status = client.predict(prompt, *controls, api_name="/compare")
+    assert "Which is better?" in status and "raised" not in status
+    answers = compared_answers(tiny_server, prompt)
+    assert len(answers) == 2
+    composed = compose_system_prompt(system, Presets(tone=tone, format=fmt, safety=safety, say_idk=say_idk))
+    assert system in composed and "formal" in composed and "I don't know" not in composed
+    for answer in answers:
+        assert answer["source"] == "compare"
+        assert json.loads(answer["prompt_json"]) == [
+            {"role": "system", "content": composed},
+            {"role": "user", "content": prompt},
+        ]
+        sampling = json.loads(answer["sampling_json"])
+        assert (sampling["max_tokens"], sampling["temperature"], sampling["top_p"]) == (48, 0.9, 0.8)
+        assert answer["completion_tokens"] <= 48
+        assert json.loads(answer["presets_json"]) == {
+            "tone": tone,
+            "format": fmt,
+            "safety": safety,
+            "say_idk": say_idk,
+        }
+    # The chat with the same controls freezes the same system prompt and sampling: one code path.
+    history, _ = client.predict("Same settings in the chat", [], *controls, api_name="/chat")[1:]
+    with tiny_server.db() as db:
+        chatted = db.execute("SELECT * FROM messages WHERE id = ?", [answer_id(history)]).fetchone()
+    assert json.loads(chatted["prompt_json"])[0] == {"role": "system", "content": composed}
+    assert json.loads(chatted["sampling_json"]) == json.loads(answers[0]["sampling_json"])
+
+    # Two samples of one version at temperature 0 would be one answer twice: the floor is said and stored.
+    prompt = f"Compare greedily {uuid.uuid4().hex[:8]}"
+    _a, _b, status = client.predict(prompt, *CONTROLS[:5], 0.0, 1.0, 16, api_name="/compare")
+    assert "temperature raised to 0.3" in status
+    for answer in compared_answers(tiny_server, prompt):
+        assert json.loads(answer["sampling_json"])["temperature"] == 0.3
+        assert json.loads(answer["sampling_json"])["max_tokens"] == 16
+
+
+# ------------------------------------------------------------------------------------------- anonymous off
+def test_without_anonymous_use_the_ui_asks_to_sign_in_first(members_only_server: Server) -> None:
+    server = members_only_server
+    name, password = f"ui-member-{uuid.uuid4().hex[:8]}", "ui member password"
+    made = httpx.post(
+        f"{server.base_url}/admin/users",
+        json={"name": name, "password": password},
+        headers=server.admin_headers(),
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    anon = Client(f"{server.base_url}/", verbose=False)
+    member = Client(f"{server.base_url}/", verbose=False)
+    try:
+        signed_in = next(
+            c for c in anon.config["components"] if c.get("props", {}).get("elem_id") == "signed-in"
+        )
+        assert "sign in on the **Account** tab" in signed_in["props"]["value"]
+        # Every chat and rating handler refuses the anonymous session itself (not only the page).
+        with pytest.raises(AppError, match="Sign in first"):
+            chat(anon, "Anonymous hello")
+        with pytest.raises(AppError, match="Sign in first"):
+            anon.predict("Anonymous compare", *CONTROLS, api_name="/compare")
+        with pytest.raises(AppError, match="Sign in first"):
+            anon.predict("up", 5, [], "", "", api_name="/rate")
+
+        assert f"Signed in as **{name}**" in str(member.predict(name, password, api_name="/do_sign_in"))
+        history, _ = chat(member, "Members only hello")
+        message_id = answer_id(history)
+        # The anonymous session replays the member's answer to the like and edit endpoints: refused.
+        liked = fire(
+            anon, "like", [None, history], {"index": 1, "value": history[1]["content"], "liked": True}
+        )
+        assert not liked["success"] and "Sign in first" in liked["output"]["error"]
+        edited = fire(
+            anon,
+            "edit",
+            [None, history],
+            {"index": 1, "value": "A better answer.", "previous_value": history[1]["content"]},
+        )
+        assert not edited["success"] and "Sign in first" in edited["output"]["error"]
+        with server.db() as db:
+            stored = db.execute(
+                "SELECT count(*) FROM messages WHERE content IN ('Anonymous hello', 'Anonymous compare')"
+            ).fetchone()[0]
+        assert stored == 0 and rating_rows(server, message_id) == []
+
+        # Signed in, the same handlers work and rate as the account.
+        assert "Saved" in member.predict("up", 4, [], "", "", api_name="/rate")
+        (rating,) = rating_rows(server, message_id)
+        assert (rating["rater"], rating["origin"]) == (name, f"user:{name}")
+        _a, _b, status = member.predict("Members compare", *CONTROLS, api_name="/compare")
+        assert "Which is better?" in status
+    finally:
+        anon.close()
+        member.close()

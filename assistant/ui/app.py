@@ -9,7 +9,7 @@ import gradio as gr
 
 from ..context import AppContext
 from .chat import build_chat_tab
-from .session import is_admin, new_session, session_from_request, sign_in, sign_out
+from .session import anonymous_refused, is_admin, new_session, session_from_request, sign_in, sign_out
 
 # Admin tab builders: (title, builder(ctx, session_state)). Later parts register theirs here.
 AdminTab = tuple[str, Callable[[AppContext, gr.State], None]]
@@ -21,12 +21,20 @@ def admin_tabs() -> list[AdminTab]:
     return list(ADMIN_TABS)
 
 
+def signed_in_line(ctx: AppContext, session: dict[str, Any]) -> str:
+    if session.get("user"):
+        return f"Signed in as **{session['user']}**."
+    if anonymous_refused(ctx, session):
+        return "Not signed in: sign in on the **Account** tab to chat and rate."
+    return "Not signed in."
+
+
 def build_ui(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title="Assistant", analytics_enabled=False) as demo:
         session_state = gr.State(new_session)  # a callable: a fresh session (and rater id) per client
         with gr.Row():
             gr.Markdown(f"### Assistant · `{ctx.model_id}`")
-            signed = gr.Markdown("Not signed in.", elem_id="signed-in")
+            signed = gr.Markdown(signed_in_line(ctx, new_session()), elem_id="signed-in")
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 build_chat_tab(ctx, session_state)
@@ -51,12 +59,13 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
 
         def do_sign_out(session: dict) -> list[Any]:
             session, message = sign_out(session)
+            if anonymous_refused(ctx, session):
+                message = f"{message} {signed_in_line(ctx, session)}"
             return [session, message, *show_tabs(session)]
 
         def on_load(request: gr.Request) -> list[Any]:
             session = session_from_request(ctx, request)
-            who = f"Signed in as **{session['user']}**." if session["user"] else "Not signed in."
-            return [session, who, *show_tabs(session)]
+            return [session, signed_in_line(ctx, session), *show_tabs(session)]
 
         login.click(do_sign_in, [session_state, name, password], [session_state, signed, *tabs])
         logout.click(do_sign_out, [session_state], [session_state, signed, *tabs])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import gradio as gr
@@ -19,7 +20,7 @@ from ..context import AppContext
 from ..engine import BASE, SamplingParams
 from ..errors import AssistantError
 from ..presets import FORMATS, SAFETY, TONES, Presets, compose_system_prompt
-from .session import new_session, session_origin, session_rater
+from .session import new_session, require_signed_in, session_origin, session_rater
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,40 @@ def owned_message(ctx: AppContext, session: dict[str, Any], message_id: str | No
 
 
 # ------------------------------------------------------------------------------------- chat
+# Two answers sampled from one version at temperature 0 would be the same answer twice.
+COMPARE_MIN_TEMPERATURE = 0.3
+
+
+def turn_settings(
+    ctx: AppContext,
+    system_prompt: str,
+    tone: str,
+    fmt: str,
+    safety: str,
+    say_idk: bool,
+    temperature: float,
+    top_p: float,
+    max_tokens: int,
+) -> tuple[Presets, str, SamplingParams]:
+    """What the side panel's controls ask for: (presets, the composed system prompt, sampling params).
+
+    One place for the chat and for compare mode, so both answer with the settings the user chose.
+    """
+    try:
+        presets = Presets(tone=tone, format=fmt, safety=safety, say_idk=bool(say_idk))
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from None
+    try:
+        params = SamplingParams(
+            max_tokens=ctx.engine.clamp_max_tokens(int(max_tokens)),
+            temperature=float(temperature),
+            top_p=float(top_p),
+        )
+    except AssistantError as exc:
+        raise gr.Error(str(exc)) from None
+    return presets, compose_system_prompt(system_prompt, presets), params
+
+
 def chat_turn(
     ctx: AppContext,
     message: str,
@@ -88,21 +123,16 @@ def chat_turn(
     regenerate_of: str | None = None,
 ) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any], str]]:
     """Stream one answer into the chat; yields (history, session, status line)."""
+    require_signed_in(ctx, session)
     message = (message or "").strip()
     if not message:
         raise gr.Error("Type a message first.")
-    try:
-        presets = Presets(tone=tone, format=fmt, safety=safety, say_idk=bool(say_idk))
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from None
-    model_messages = to_model_messages(history, compose_system_prompt(system_prompt, presets))
+    presets, system, params = turn_settings(
+        ctx, system_prompt, tone, fmt, safety, say_idk, temperature, top_p, max_tokens
+    )
+    model_messages = to_model_messages(history, system)
     model_messages.append({"role": "user", "content": message})
     try:
-        params = SamplingParams(
-            max_tokens=ctx.engine.clamp_max_tokens(int(max_tokens)),
-            temperature=float(temperature),
-            top_p=float(top_p),
-        )
         user_message_id = session.get("last_user_message_id") if regenerate_of else None
         turn = start_turn(
             ctx,
@@ -164,6 +194,7 @@ def rate_answer(
     correction: str | None = None,
     request: gr.Request | None = None,
 ) -> str:
+    require_signed_in(ctx, session)
     message = owned_message(ctx, session, session.get("selected"))
     rater = session_rater(session)
     # The newest rating is the rater's whole current verdict: a 👍 then a stars-only save must keep the 👍,
@@ -265,6 +296,7 @@ def on_edit(
 def compare_regenerated(
     ctx: AppContext, session: dict[str, Any], winner: str, request: gr.Request | None = None
 ) -> tuple[dict[str, Any], str]:
+    require_signed_in(ctx, session)
     pair = session.get("regenerated")
     if not pair:
         raise gr.Error("Regenerate an answer first, then say which one is better.")
@@ -282,42 +314,57 @@ def compare_regenerated(
 
 # ------------------------------------------------------------------------------------- compare mode
 def compare_answers(
-    ctx: AppContext, prompt: str, session: dict[str, Any], system_prompt: str, temperature: float
+    ctx: AppContext,
+    prompt: str,
+    session: dict[str, Any],
+    system_prompt: str,
+    tone: str,
+    fmt: str,
+    safety: str,
+    say_idk: bool,
+    temperature: float,
+    top_p: float,
+    max_tokens: int,
 ) -> tuple[str, str, dict[str, Any], str]:
-    """The same prompt answered twice (live vs canary when one exists, else two samples)."""
+    """The same prompt answered twice (live vs canary when one exists, else two samples), with the chat's
+    settings: system prompt, presets and sampling (`turn_settings`)."""
+    require_signed_in(ctx, session)
     prompt = (prompt or "").strip()
     if not prompt:
         raise gr.Error("Type a prompt to compare answers.")
+    presets, system, params = turn_settings(
+        ctx, system_prompt, tone, fmt, safety, say_idk, temperature, top_p, max_tokens
+    )
     router = ctx.extras.get("router")
     versions: list[str | None] = [None, None]
     if router is not None and getattr(router, "canary_version", None):
         versions = [ctx.engine.live_version, router.canary_version]
-    messages = [
-        {"role": "system", "content": compose_system_prompt(system_prompt, Presets())},
-        {"role": "user", "content": prompt},
-    ]
-    params = [
-        SamplingParams(max_tokens=ctx.engine.default_max_tokens, temperature=max(0.3, float(temperature)))
-        for _ in versions
-    ]
+    note = ""
+    if versions[0] == versions[1] and params.temperature < COMPARE_MIN_TEMPERATURE:
+        # Two samples of one version: greedy decoding would answer the same twice.
+        params = replace(params, temperature=COMPARE_MIN_TEMPERATURE)
+        note = f" (temperature raised to {COMPARE_MIN_TEMPERATURE} so the two samples can differ)"
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
     session = dict(session)
     try:
         first = start_turn(
             ctx,
             messages,
-            params[0],
+            params,
             owner=session_rater(session),
             source="compare",
             conversation_id=None,
+            presets=presets,
             version=versions[0],
         )
         second = start_turn(
             ctx,
             messages,
-            params[1],
+            replace(params),
             owner=session_rater(session),
             source="compare",
             conversation_id=first.conversation_id,
+            presets=presets,
             version=versions[1],
             user_message_id=first.user_message_id,
         )
@@ -330,13 +377,14 @@ def compare_answers(
         texts[0],
         texts[1],
         session,
-        (f"A: {version_label(first.version)} · B: {version_label(second.version)}. Which is better?"),
+        f"A: {version_label(first.version)} · B: {version_label(second.version)}{note}. Which is better?",
     )
 
 
 def vote_compare(
     ctx: AppContext, session: dict[str, Any], winner: str, request: gr.Request | None = None
 ) -> tuple[dict[str, Any], str]:
+    require_signed_in(ctx, session)
     pair = session.get("compare")
     if not pair:
         raise gr.Error("Ask for two answers first.")
@@ -536,11 +584,16 @@ def build_chat_tab(ctx: AppContext, session_state: gr.State) -> None:
 
     for button, winner in ((prev_better, "a"), (new_better, "b"), (same, "tie")):
         button.click(regenerated_vote(winner), [session_state], [session_state, status])
+
+    def compare(prompt: str, session: dict, *rest: Any) -> tuple[str, str, dict, str]:
+        return compare_answers(ctx, prompt, session, *rest)
+
     compare_go.click(
-        lambda p, s, sp, t: compare_answers(ctx, p, s, sp, t),
-        [compare_prompt, session_state, system_prompt, temperature],
+        compare,
+        [compare_prompt, session_state, *controls],
         [answer_a, answer_b, session_state, compare_status],
         concurrency_limit=None,
+        api_name="compare",
     )
     for winner, button in vote_buttons.items():
         button.click(compare_vote(winner), [session_state], [session_state, compare_status])

@@ -42,6 +42,23 @@ def require_admin(session: dict[str, Any] | None) -> None:
         raise gr.Error("Admins only: sign in with an admin account.")
 
 
+SIGN_IN_FIRST = (
+    "Sign in first: this server does not take anonymous chats or ratings. Use the sign-in box on the "
+    "Account tab (an admin makes accounts: `python -m assistant users add NAME`)."
+)
+
+
+def anonymous_refused(ctx: AppContext, session: dict[str, Any] | None) -> bool:
+    """Whether this session may not chat or rate: anonymous use is off and nobody signed in."""
+    return not ctx.settings.allow_anonymous and not (session or {}).get("user")
+
+
+def require_signed_in(ctx: AppContext, session: dict[str, Any] | None) -> None:
+    """Call first in every chat and rating handler: hidden or not, Gradio serves each one to anyone."""
+    if anonymous_refused(ctx, session):
+        raise gr.Error(SIGN_IN_FIRST)
+
+
 def sign_in(ctx: AppContext, session: dict[str, Any], name: str, password: str) -> tuple[dict[str, Any], str]:
     from feedback.users import verify_user
 
