@@ -348,5 +348,7 @@ def test_every_response_carries_the_security_headers(tiny_server: Server, path: 
     assert directives.get("frame-ancestors") == "'none'", csp
     assert directives.get("object-src") == "'none'", csp
     assert "http" not in directives.get("script-src", "http") and "*" not in csp, csp
+    # Markdown images in an answer must not reach other origins (a prompt-injected exfiltration URL).
+    assert "http" not in directives.get("img-src", "http"), csp
     assert response.headers.get("x-content-type-options") == "nosniff"
     assert response.headers.get("x-frame-options") == "DENY"
