@@ -86,6 +86,15 @@ def server_env(admin_token: str, admin_password: str, extra: dict[str, str] | No
     return env
 
 
+def serve_command(port: int, data_dir: str, model_path: Path | str | None = None) -> list[str]:
+    """The `python -m assistant serve` command line every test server runs (None = the bundled model)."""
+    cmd = [sys.executable, "-m", "assistant", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--data-dir", data_dir]
+    if model_path is not None:
+        cmd += ["--model-path", str(model_path)]
+    return cmd
+
+
 def start_server(
     data_dir: Path,
     *,
@@ -108,20 +117,7 @@ def start_server(
     admin_token = admin_token or secrets.token_urlsafe(24)
     admin_password = admin_password or "pw-" + secrets.token_urlsafe(12)
     full_env = server_env(admin_token, admin_password, env)
-    cmd = [
-        sys.executable,
-        "-m",
-        "assistant",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-    ]
-    if model_path is not None:
-        cmd += ["--model-path", str(model_path)]
+    cmd = serve_command(port, str(data_dir), model_path)
     # Append: a restarted server on the same data dir keeps the earlier log above its own.
     log_path = log_path or data_dir.parent / f"{data_dir.name}-server.log"
     started = time.monotonic()

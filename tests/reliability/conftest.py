@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ import httpx
 import pytest
 
 from tests.helpers import free_port
-from tests.server import REPO, Server, server_env, stop_server, wait_ready
+from tests.server import REPO, Server, serve_command, server_env, stop_server, wait_ready
 
 ADMIN_TAB_TITLES = ("Feedback", "Data", "Training", "Models")
 
@@ -72,20 +71,7 @@ def start_server_in(
     token, password = secrets.token_urlsafe(24), "pw-" + secrets.token_urlsafe(12)
     full_env = server_env(token, password, env)
     full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
-    cmd = [
-        sys.executable,
-        "-m",
-        "assistant",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        data_dir,
-        "--model-path",
-        str(Path(model_path).resolve()),
-    ]
+    cmd = serve_command(port, data_dir, Path(model_path).resolve())
     log_path = workdir / "server.log"
     with log_path.open("ab") as log_fh:
         process = subprocess.Popen(
