@@ -130,12 +130,11 @@ def _is_admin_token(ctx: AppContext, token: str | None) -> bool:
     return bool(token and ctx.admin_token and hmac.compare_digest(token.encode(), ctx.admin_token.encode()))
 
 
-def _api_key(request: Request) -> str | None:
+def _as_api_key(token: str | None) -> str | None:
     """The bearer token if it claims to be an API key ('ak-...'), else None (an admin token that happens
     to start with 'ak-' is told apart in `identify_caller`)."""
     from feedback.users import is_api_key
 
-    token = _bearer(request)
     return token if token is not None and is_api_key(token) else None
 
 
@@ -151,7 +150,7 @@ def identify_caller(ctx: AppContext, request: Request, user: str | None) -> Call
 
     token = _bearer(request)
     admin = _is_admin_token(ctx, token)
-    key = _api_key(request)
+    key = _as_api_key(token)
     if key is not None and not admin:
         account = verify_api_key(ctx.store, key)
         if account is None:
@@ -173,7 +172,7 @@ def identify_caller(ctx: AppContext, request: Request, user: str | None) -> Call
 
 def needs_database(request: Request, user: str | None) -> bool:
     """Whether `identify_caller` will read the database (an API key to verify, a `user` name to check)."""
-    return bool(user) or _api_key(request) is not None
+    return bool(user) or _as_api_key(_bearer(request)) is not None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -450,14 +449,8 @@ def make_require_admin(ctx: AppContext) -> Any:
     """A FastAPI dependency: the admin bearer token, compared in constant time."""
 
     def require_admin(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if (
-            scheme.lower() != "bearer"
-            or not token
-            or not ctx.admin_token
-            or not hmac.compare_digest(token.encode(), ctx.admin_token.encode())
-        ):
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not _is_admin_token(ctx, token):
             raise _Unauthorized()
         return "admin"
 

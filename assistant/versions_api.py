@@ -17,7 +17,6 @@ name reused for other weights is exactly how stale adapters get served. A loaded
 
 from __future__ import annotations
 
-import hmac
 import logging
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from .api import make_require_admin
 from .context import AppContext
 from .errors import AssistantError
 
@@ -60,14 +60,6 @@ class UnloadLoraRequest(BaseModel):
     lora_name: str = Field(..., min_length=1, max_length=64)
 
 
-class _Unauthorized(AssistantError):
-    status = 401
-    code = "unauthorized"
-
-    def __init__(self) -> None:
-        super().__init__("admin token required: send 'Authorization: Bearer <token>' (see data/admin-token)")
-
-
 class _BadRequest(AssistantError):
     status = 400
     code = "invalid_request_error"
@@ -83,15 +75,8 @@ def build_versions_router(ctx: AppContext) -> APIRouter:
 
     def admin(request: Request) -> str:
         # api.build_router sets ctx.extras["require_admin"] after extensions attach: look it up per call.
-        check = ctx.extras.get("require_admin")
-        if check is not None:
-            return str(check(request))
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token or not ctx.admin_token or not hmac.compare_digest(
-            token.encode(), ctx.admin_token.encode()
-        ):
-            raise _Unauthorized()
-        return "admin"
+        check = ctx.extras.get("require_admin") or make_require_admin(ctx)
+        return str(check(request))
 
     def parts() -> tuple[Any, Any, Any]:
         return ctx.extras["registry"], ctx.extras["router"], ctx.extras.get("canary_monitor")
@@ -180,7 +165,9 @@ def attach_versions(ctx: AppContext, *, start_monitor: bool = True) -> None:
     version_router = VersionRouter(registry, ctx.engine, ctx.store)
     extra = ctx.settings.extra
     monitor = CanaryMonitor(
-        ctx.store, registry, version_router,
+        ctx.store,
+        registry,
+        version_router,
         min_samples=int(extra.get("canary_min_samples", 30)),
         confidence=float(extra.get("canary_confidence", 0.95)),
         auto=ctx.settings.auto_promote,
@@ -191,7 +178,11 @@ def attach_versions(ctx: AppContext, *, start_monitor: bool = True) -> None:
     ctx.extras.setdefault("routers", []).append(build_versions_router(ctx))
     report = version_router.on_startup()
     if report["live"] or report["errors"]:
-        log.info("versions: live %s, canary %s, errors %s", report["live"] or "base", report["canary"],
-                 report["errors"] or "none")
+        log.info(
+            "versions: live %s, canary %s, errors %s",
+            report["live"] or "base",
+            report["canary"],
+            report["errors"] or "none",
+        )
     if start_monitor and ctx.engine is not None:
         monitor.start(float(extra.get("canary_check_interval_s", 60.0)))
