@@ -57,8 +57,7 @@ class TrainingService:
         # A job started with automatic threads gets every core while no chat arrived for this long, and
         # hands one back (from its next optimizer step) as soon as one does.
         self.lend_idle_cores_after_s = 10.0
-        self._auto_thread_jobs: set[str] = set()
-        self._job_threads: dict[str, int] = {}
+        self._job_threads: dict[str, int] = {}  # jobs started with automatic threads → their count now
         self._handled: set[str] = set(
             j["id"]
             for j in self.jobs.list_jobs(limit=500)
@@ -100,7 +99,6 @@ class TrainingService:
         except JobAlreadyRunningError as exc:
             raise JobConflictError(str(exc)) from None
         if auto_threads:
-            self._auto_thread_jobs.add(job_id)
             self._job_threads[job_id] = job_config.threads
         log.info("training job %s started by %s (router: %s)", job_id, by, bool(router))
         self._apply_threads()
@@ -177,7 +175,7 @@ class TrainingService:
         elif not running and self._training_threads_applied:
             engine.set_threads(self.ctx.settings.threads)
             self._training_threads_applied = False
-        if active is not None and active["id"] in self._auto_thread_jobs:
+        if active is not None and active["id"] in self._job_threads:
             self._lend_idle_cores(active["id"], engine)
 
     def job_threads_now(self, engine: Any) -> int:
