@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.server import Server
 
@@ -145,17 +146,16 @@ def poison(server: Server, tmp_path: Path, *, sybil: bool) -> dict[str, float]:
     return trigger_shares(curated_copy(server, tmp_path, marker))
 
 
-def test_a_rater_flooding_a_trigger_phrase_is_capped(tiny_server: Server, tmp_path: Path) -> None:
-    shares = poison(tiny_server, tmp_path, sybil=False)
-    print(f"\npoisoning, one rater: trigger share per dataset {shares}")
-    assert shares, "the run produced curated items"
-    assert any(k.startswith("sft") for k in shares) and any(k.startswith("dpo") for k in shares)
-    assert all(share <= CAP + 1e-9 for share in shares.values()), shares
-
-
-def test_a_flood_spread_over_made_up_user_names_is_capped(tiny_server: Server, tmp_path: Path) -> None:
-    shares = poison(tiny_server, tmp_path, sybil=True)
-    print(f"\npoisoning, 80 made-up raters: trigger share per dataset {shares}")
+@pytest.mark.parametrize(
+    ("sybil", "who"), [(False, "one rater"), (True, "80 made-up raters")], ids=["one_rater", "made_up_names"]
+)
+def test_a_flood_of_a_trigger_phrase_is_capped(
+    tiny_server: Server, tmp_path: Path, sybil: bool, who: str
+) -> None:
+    """One rater flooding, or one key-less client spreading the flood over made-up `user` names: both are
+    held to the cap (the second by the per-origin cap)."""
+    shares = poison(tiny_server, tmp_path, sybil=sybil)
+    print(f"\npoisoning, {who}: trigger share per dataset {shares}")
     assert shares, "the run produced curated items"
     assert any(k.startswith("sft") for k in shares) and any(k.startswith("dpo") for k in shares)
     assert all(share <= CAP + 1e-9 for share in shares.values()), shares
