@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from tests.browser.conftest import BROWSER_MARKS
+from tests.browser.test_browser import open_ui
 from tests.server import Server
 
 pytestmark = BROWSER_MARKS
@@ -91,12 +92,6 @@ def seed_through_the_api(server: Server) -> str:
         )
         assert refused.status_code == 422, "only known tags are accepted"
     return message_id
-
-
-def open_ui(page: Any, server: Server) -> None:
-    page.goto(server.base_url)
-    page.locator("#chat-input textarea").wait_for()
-    page.locator("#signed-in").get_by_text("Not signed in.").wait_for()
 
 
 def send(page: Any, text: str) -> None:
